@@ -1,0 +1,1 @@
+"""hilnas host: the search engine (data, spaces, training, export, fleet, search, reports)."""

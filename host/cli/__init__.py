@@ -1,0 +1,68 @@
+"""The `hilnas` command: one module per subcommand, each with `register(subparsers)`.
+
+Subcommand modules import heavy dependencies (TensorFlow, DEAP, matplotlib) inside their
+run functions, so `hilnas --help` and the device commands start quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from device_agent.errors import HilnasError
+
+# Order is the order of `hilnas --help`. A module that is not present is skipped, so the
+# CLI works while commands are being added.
+COMMAND_MODULES = (
+    "devices",
+    "measure",
+    "data",
+    "train",
+    "evaluate",
+    "search",
+    "runs",
+    "report",
+    "export",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hilnas",
+        description="Hardware-in-the-loop neural architecture search for bio-signal models.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"host.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"host.cli.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except HilnasError as exc:
+        print(f"hilnas: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hilnas: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
