@@ -125,20 +125,22 @@ class MeasureSettings:
         if self.min_runs < 1:
             raise ConfigError(f"min_runs must be >= 1, got {self.min_runs}")
         if self.max_runs < self.min_runs:
-            raise ConfigError(
-                f"max_runs ({self.max_runs}) must be >= min_runs ({self.min_runs})"
-            )
+            raise ConfigError(f"max_runs ({self.max_runs}) must be >= min_runs ({self.min_runs})")
         if not self.time_budget_seconds > 0:
             raise ConfigError(f"time_budget_seconds must be > 0, got {self.time_budget_seconds}")
         if not 0 <= self.target_ci_relative < 1:
-            raise ConfigError(f"target_ci_relative must be in [0, 1), got {self.target_ci_relative}")
+            raise ConfigError(
+                f"target_ci_relative must be in [0, 1), got {self.target_ci_relative}"
+            )
         if self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if self.input_source is InputSource.PROVIDED and not self.inputs:
             raise ConfigError("input_source=provided needs inputs")
         if limits is not None:
             if self.max_runs > limits.max_runs:
-                raise ConfigError(f"max_runs {self.max_runs} exceeds the device limit {limits.max_runs}")
+                raise ConfigError(
+                    f"max_runs {self.max_runs} exceeds the device limit {limits.max_runs}"
+                )
             if self.time_budget_seconds > limits.max_request_seconds:
                 raise ConfigError(
                     f"time_budget_seconds {self.time_budget_seconds} exceeds the device limit "
@@ -316,16 +318,17 @@ def median_ci95_relative(sorted_samples: np.ndarray) -> float:
     """Half-width of the 95% confidence interval of the median, relative to the median.
 
     Uses the normal approximation to the binomial for the ranks of the interval's ends
-    (Conover, Practical Nonparametric Statistics): j, k = n/2 -/+ 1.96 * sqrt(n) / 2.
-    Returns inf when there are too few samples for an interval.
+    (Conover, Practical Nonparametric Statistics): the interval runs from the order
+    statistic of 1-based rank floor(n/2 - 1.96 sqrt(n)/2) to that of rank
+    ceil(1 + n/2 + 1.96 sqrt(n)/2). Returns inf when there are too few samples for one.
     """
     x = sorted_samples
     n = x.size
     if n < 6:
         return math.inf
     half = 1.96 * math.sqrt(n) / 2
-    lo = max(int(math.floor(n / 2 - half)), 0)
-    hi = min(int(math.ceil(n / 2 + half)), n - 1)
+    lo = max(int(math.floor(n / 2 - half)) - 1, 0)
+    hi = min(int(math.ceil(1 + n / 2 + half)) - 1, n - 1)
     median = float(np.median(x))
     if median <= 0:
         return math.inf

@@ -24,10 +24,9 @@ GENERATED = ("agent_pb2.py", "agent_pb2.pyi", "agent_pb2_grpc.py")
 
 
 def generate(dest: Path) -> None:
-    from grpc_tools import protoc  # dev-only dependency
-
     # grpc_tools ships the well-known types; its include path must come last.
     import grpc_tools
+    from grpc_tools import protoc  # dev-only dependency
 
     wkt = Path(grpc_tools.__file__).parent / "_proto"
     args = [

@@ -30,9 +30,11 @@ from device_agent.types import DeviceInfo, Measurement, MeasureSettings, OpProfi
 
 
 class Backend(abc.ABC):
-    """Runs models on one device. Implementations must be safe to call from one thread at a
-    time (the server serialises calls, because concurrent runs would disturb each other's
-    timing)."""
+    """Runs models on one device.
+
+    Implementations are called from one thread at a time: the server serialises calls,
+    because concurrent runs would disturb each other's timing.
+    """
 
     #: registry name, set by @register_backend
     name: str = ""
@@ -58,7 +60,7 @@ class Backend(abc.ABC):
         """Release the device (worker processes, serial ports, ...)."""
 
     # ------------------------------------------------------------ command-line integration
-    @classmethod
+    @classmethod  # noqa: B027 - optional hook, not abstract
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         """Add backend-specific options to `hilnas-agent serve` (prefix them with the name)."""
 

@@ -87,7 +87,7 @@ class PowerSensor(abc.ABC):
         return PowerTrace(arr[:, 0], arr[:, 1])
 
     # ------------------------------------------------------------ command line
-    @classmethod
+    @classmethod  # noqa: B027 - optional hook, not abstract
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         """Add sensor-specific options to `hilnas-agent serve`."""
 

@@ -1,0 +1,216 @@
+"""Run candidates in a child process, so a model that crashes the runtime spares the agent.
+
+`IsolatedWorker` keeps one `device_agent.worker` process warm (starting a runtime costs far
+more than the overhead budget of a cached measurement) and talks to it over two pipes.
+When the child dies (a segfault in the runtime, the kernel's OOM killer, an abort) or
+overruns its deadline (it is killed), the call raises `MeasurementFailed` with the reason,
+and the next call starts a fresh child.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import pickle
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from device_agent.errors import ERRORS_BY_NAME, DeviceUnavailable, MeasurementFailed
+from device_agent.types import RuntimeInfo
+from device_agent.worker import _HEADER
+
+log = logging.getLogger(__name__)
+
+
+def _signal_name(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return signal.Signals(-returncode).name
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit status {returncode}"
+
+
+class IsolatedWorker:
+    """A warm child process that runs models; restarted after every crash or timeout."""
+
+    def __init__(
+        self,
+        *,
+        runtime: str | None = None,
+        memory_limit_bytes: int | None = None,
+        start_timeout_s: float = 60.0,
+    ) -> None:
+        self.runtime_preference = runtime
+        self.memory_limit_bytes = memory_limit_bytes
+        self.start_timeout_s = start_timeout_s
+        self.runtime_info: RuntimeInfo | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._req_w: int | None = None
+        self._resp_r: int | None = None
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
+        self._lock = threading.Lock()
+        self.restarts = 0
+
+    # ---------------------------------------------------------------------- lifecycle
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> RuntimeInfo:
+        with self._lock:
+            return self._start_locked()
+
+    def _start_locked(self) -> RuntimeInfo:
+        if self._proc is not None and self._proc.poll() is None:
+            assert self.runtime_info is not None
+            return self.runtime_info
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        env = dict(os.environ)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        if self.memory_limit_bytes:
+            env["HILNAS_WORKER_MEMORY_LIMIT"] = str(self.memory_limit_bytes)
+        cmd = [
+            sys.executable,
+            "-m",
+            "device_agent.worker",
+            str(req_r),
+            str(resp_w),
+            self.runtime_preference or "",
+        ]
+        self._proc = subprocess.Popen(
+            cmd,
+            pass_fds=(req_r, resp_w),
+            stdin=subprocess.DEVNULL,
+            # The runtime prints to stdout and stderr; keep both off the agent's stdout,
+            # where `hilnas measure --json` writes its result.
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # a Ctrl-C to the agent reaches the agent, not the worker
+        )
+        os.close(req_r)
+        os.close(resp_w)
+        self._req_w, self._resp_r = req_w, resp_r
+        self._stderr_tail.clear()
+        threading.Thread(target=self._drain_output, args=(self._proc,), daemon=True).start()
+        ready = self._read_frame(time.monotonic() + self.start_timeout_s, "start")
+        if not ready.get("ok"):
+            self._kill_locked()
+            raise DeviceUnavailable(
+                f"the measurement worker could not start: {ready.get('message')}"
+            )
+        self.runtime_info = ready["runtime"]
+        log.info("worker %s started with %s", self._proc.pid, self.runtime_info)
+        return ready["runtime"]
+
+    def _drain_output(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            self._stderr_tail.append(line)
+            log.debug("worker %s: %s", proc.pid, line)
+
+    def _kill_locked(self) -> None:
+        proc, self._proc = self._proc, None
+        for fd in (self._req_w, self._resp_r):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._req_w = self._resp_r = None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # pragma: no cover - kernel trouble
+                log.error("worker %s did not die after SIGKILL", proc.pid)
+
+    def close(self) -> None:
+        with self._lock:
+            self._kill_locked()
+
+    # ---------------------------------------------------------------------- pipe I/O
+    def _read_exact(self, size: int, deadline: float, what: str) -> bytes:
+        assert self._resp_r is not None
+        chunks = []
+        remaining = size
+        while remaining:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                raise TimeoutError
+            readable, _, _ = select.select([self._resp_r], [], [], timeout)
+            if not readable:
+                raise TimeoutError
+            chunk = os.read(self._resp_r, remaining)
+            if not chunk:
+                raise EOFError
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+
+    def _read_frame(self, deadline: float, what: str) -> dict[str, Any]:
+        try:
+            (size,) = _HEADER.unpack(self._read_exact(_HEADER.size, deadline, what))
+            result: dict[str, Any] = pickle.loads(self._read_exact(size, deadline, what))
+            return result
+        except TimeoutError:
+            pid = self.pid
+            self._kill_locked()
+            self.restarts += 1
+            raise MeasurementFailed(
+                f"the runtime did not finish {what} before its deadline; worker {pid} was killed"
+            ) from None
+        except EOFError:
+            proc = self._proc
+            code = proc.wait(timeout=10) if proc is not None else 0
+            self._kill_locked()
+            self.restarts += 1
+            tail = " | ".join(list(self._stderr_tail)[-3:])
+            raise MeasurementFailed(
+                f"the runtime crashed during {what} ({_signal_name(code)})"
+                + (f"; last output: {tail}" if tail else "")
+            ) from None
+
+    # ---------------------------------------------------------------------- calls
+    def call(
+        self,
+        op: str,
+        *,
+        timeout_s: float,
+        on_event: Callable[[str], None] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run `op` in the worker; worker-side HilnasErrors are re-raised as themselves."""
+        with self._lock:
+            self._start_locked()
+            assert self._req_w is not None
+            payload = pickle.dumps({"op": op, **kwargs}, protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                os.write(self._req_w, _HEADER.pack(len(payload)) + payload)
+            except BrokenPipeError:
+                self._kill_locked()
+                raise MeasurementFailed("the measurement worker exited unexpectedly") from None
+            deadline = time.monotonic() + timeout_s
+            while True:
+                frame = self._read_frame(deadline, op)
+                if "event" in frame:
+                    if on_event is not None:
+                        on_event(frame["event"])
+                    continue
+                break
+        if frame.get("ok"):
+            return frame["result"]
+        cls = ERRORS_BY_NAME.get(frame.get("error", ""), MeasurementFailed)
+        if frame.get("traceback"):
+            log.warning("worker error in %s:\n%s", op, frame["traceback"])
+        raise cls(frame.get("message", "unknown worker error"))
