@@ -1,0 +1,42 @@
+"""Helpers shared by the benchmark scripts."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def build_reference_models(directory: Path, extra: dict[str, str] | None = None) -> dict[str, Path]:
+    """Convert the reference models in a child process (TensorFlow never shares a process
+    with LiteRT, see TOOLCHAIN notes in docs/decisions.md)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    script = (
+        "import sys; from pathlib import Path; from host.fleet import reference_models as r\n"
+        f"d = Path({str(directory)!r}); r.build_all(d)\n"
+    )
+    for name, call in (extra or {}).items():
+        script += f"p = d / '{name}.tflite'\nif not p.exists(): p.write_bytes(r.{call})\n"
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    subprocess.run(
+        [sys.executable, "-c", script],
+        check=True,
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=600,
+    )
+    return {p.stem: p for p in directory.glob("*.tflite")}
+
+
+def machine_line() -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, python "
+        f"{platform.python_version()}, load average {load:.2f}"
+    )
