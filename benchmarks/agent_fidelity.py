@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from _util import build_reference_models, machine_line
+
 from device_agent.measure import make_inputs, run_timed
 from device_agent.runtimes import load_runtime
 from device_agent.types import MeasureSettings

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from _util import build_reference_models, machine_line
+
 from device_agent.types import MeasureSettings
 from host.fleet.grpc_device import GrpcDevice
 from host.fleet.local import LocalDevice

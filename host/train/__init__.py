@@ -1,1 +1,13 @@
-"""train."""
+"""Training and quality metrics for candidate networks (tf-keras)."""
+
+from host.train.metrics import classification_metrics, confusion_matrix
+from host.train.trainer import TrainConfig, TrainResult, balanced_class_weights, train_model
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "balanced_class_weights",
+    "classification_metrics",
+    "confusion_matrix",
+    "train_model",
+]

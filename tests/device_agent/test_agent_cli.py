@@ -1,4 +1,4 @@
-"""The commands as a user runs them: `hilnas-agent serve`, `hilnas devices describe`, `hilnas measure`."""
+"""The commands as a user runs them: hilnas-agent serve, hilnas devices, hilnas measure."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The board installer stages a working unit, env file and token (with --root, no system changes)."""
+"""The board installer stages the unit, env file and token (--root: no system changes)."""
 
 from __future__ import annotations
 
