@@ -19,9 +19,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## The main job: a small real run against the built-in local device.
+## The main job: a small real search against the built-in local device (runs/, report path).
 demo: venv
-	$(PY) tools/demo.py
+	$(VENV)/bin/hilnas search configs/demo.toml
 
 ## Everything CI checks: generated stubs, lint, types, and the test suite (not the slow tests).
 test: venv check-protos lint typecheck

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 
-class Source(str, enum.Enum):
+class Source(enum.StrEnum):
     """Where a hardware figure comes from. Shown next to the figure, always."""
 
     MEASURED = "measured"
@@ -24,7 +24,7 @@ class Source(str, enum.Enum):
     UNAVAILABLE = "unavailable"
 
 
-class InputSource(str, enum.Enum):
+class InputSource(enum.StrEnum):
     """What the device feeds the model during a measurement."""
 
     RANDOM = "random"

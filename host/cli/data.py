@@ -1,0 +1,159 @@
+"""`hilnas data build|download|presets`: prepare ECG datasets (classes, windows, splits)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from host.errors import ConfigError
+
+
+def add_dataset_options(p: argparse.ArgumentParser, *, for_eval: bool = False) -> None:
+    """Add the options that describe an ECG dataset (shared with train and evaluate)."""
+    p.add_argument("--data-dir", help="folder holding mitdb/ (default $HILNAS_DATA_DIR)")
+    p.add_argument("--records", help="comma-separated record names, or 'all' (default all)")
+    p.add_argument(
+        "--preset",
+        default=None if for_eval else "normal-vs-anomalous",
+        help="normal-vs-anomalous, aami5, ventricular or custom",
+    )
+    if for_eval:
+        return
+    p.add_argument(
+        "--custom",
+        help="for --preset custom: 'class=CODES;class=CODES', e.g. 'normal=N;lbbb=L;other=RVAF'",
+    )
+    p.add_argument("--custom-source", default="beat", choices=["beat", "rhythm"])
+    p.add_argument("--database", default="mitdb", help="mitdb or cudb")
+    p.add_argument("--window", type=int, default=256, help="samples per window (default 256)")
+    p.add_argument("--stride", type=int, default=None, help="samples between windows")
+    p.add_argument("--lead", default="MLII", help="lead name or index (default MLII)")
+    p.add_argument("--normalization", default="zscore", help="zscore, minmax, record or none")
+    p.add_argument("--sample-rate", type=float, default=None, help="resample to this rate (Hz)")
+    p.add_argument("--split", default="patient", help="patient (default), dechazal or random")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-windows-per-record", type=int, default=None)
+    p.add_argument("--cache-dir", default=None, help="where prepared datasets are cached")
+    p.add_argument("--no-cache", action="store_true", help="rebuild, do not read or write cache")
+
+
+def parse_records(text: str | None) -> tuple[str, ...] | None:
+    """Return record names from '100,101' (None for 'all' or nothing)."""
+    if not text or text.strip().lower() == "all":
+        return None
+    recs = tuple(r.strip() for r in text.split(",") if r.strip())
+    if not recs:
+        raise ConfigError(f"--records: no record names in {text!r}")
+    return recs
+
+
+def parse_custom(text: str | None) -> dict[str, list[str]] | None:
+    """Return a custom mapping from 'normal=N;lbbb=L;other=R,V,A' (codes: symbols or lists)."""
+    if not text:
+        return None
+    out: dict[str, list[str]] = {}
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise ConfigError(f"--custom: {part!r} is not 'class=CODES'")
+        name, codes = (s.strip() for s in part.split("=", 1))
+        out[name] = [c for c in codes.split(",") if c] if "," in codes else list(codes)
+    return out
+
+
+def _lead(text: str) -> str | int:
+    return int(text) if text.isdigit() else text
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """Return the EcgDatasetConfig described by the dataset options."""
+    from host.data import EcgDatasetConfig
+
+    return EcgDatasetConfig(
+        preset=args.preset,
+        custom=parse_custom(args.custom),
+        custom_source=args.custom_source,
+        database=args.database,
+        records=parse_records(args.records),
+        window=args.window,
+        stride=args.stride,
+        lead=_lead(args.lead),
+        normalization=args.normalization,
+        sample_rate=args.sample_rate,
+        split=args.split,
+        seed=args.seed,
+        max_windows_per_record=args.max_windows_per_record,
+        data_dir=args.data_dir,
+        cache_dir=args.cache_dir,
+        use_cache=not args.no_cache,
+    )
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("data", help="prepare ECG datasets")
+    dsub = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    build = dsub.add_parser("build", help="build and cache a labelled, split dataset")
+    add_dataset_options(build)
+    build.add_argument("--json", action="store_true", help="print JSON")
+    build.set_defaults(func=run)
+    dl = dsub.add_parser("download", help="download a PhysioNet database (needs internet)")
+    dl.add_argument("--database", default="mitdb")
+    dl.add_argument("--data-dir", default=None)
+    dl.add_argument("--records", default=None)
+    dl.set_defaults(func=run_download)
+    presets = dsub.add_parser("presets", help="list the class presets")
+    presets.set_defaults(func=run_presets)
+
+
+def run(args: argparse.Namespace) -> int:
+    from host.data import load_ecg_dataset
+
+    cfg = config_from_args(args)
+    ds = load_ecg_dataset(cfg, progress=sys.stderr.isatty())
+    summary = {
+        "config_hash": ds.config_hash,
+        "classes": list(ds.class_names),
+        "split": ds.split_description,
+        "counts": ds.counts(),
+        "window": ds.window,
+        "sample_rate": ds.sample_rate,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(
+        f"dataset {ds.config_hash}: {cfg.preset}, "
+        f"{ds.window}-sample windows at {ds.sample_rate:g} Hz"
+    )
+    print(f"split: {ds.split_description}")
+    width = max(len(c) for c in ds.class_names)
+    print(f"{'class':<{width}}  {'train':>7} {'val':>7} {'test':>7}")
+    counts = ds.counts()
+    for c in ds.class_names:
+        print(f"{c:<{width}}  {counts['train'][c]:>7} {counts['val'][c]:>7} {counts['test'][c]:>7}")
+    return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from host.data import download_database
+
+    folder = download_database(
+        args.database, args.data_dir, list(parse_records(args.records) or [])
+    )
+    print(f"downloaded {args.database} into {folder}")
+    return 0
+
+
+def run_presets(args: argparse.Namespace) -> int:
+    from host.data import PRESETS
+
+    for scheme in PRESETS.values():
+        groups: dict[str, list[str]] = {c: [] for c in scheme.classes}
+        for code, cls in scheme.mapping:
+            groups[cls].append(code)
+        desc = "; ".join(f"{c}: {' '.join(g)}" for c, g in groups.items())
+        print(f"{scheme.name} ({scheme.source}): {desc}")
+    return 0

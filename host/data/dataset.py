@@ -1,0 +1,377 @@
+"""Build labelled, split ECG window datasets from PhysioNet records (with caching)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from host.data import cache as cache_mod
+from host.data.classes import ClassScheme, resolve_scheme
+from host.data.mitdb import DATABASES, available_records, load_record
+from host.data.splits import SPLITS, dechazal_split, patient_split, random_split
+from host.data.windows import NORMALIZATIONS, make_windows
+from host.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EcgDatasetConfig:
+    """What dataset to build. Validated on construction; errors name the bad key.
+
+    - `preset`: "normal-vs-anomalous", "aami5", "ventricular" or "custom" (then `custom`
+      maps class names to annotation codes, `custom_source` says beat or rhythm codes).
+    - `records`: record names, or None for every record present.
+    - `window`/`stride`: samples per window and between window starts (stride None = window).
+    - `lead`: a signal name ("MLII") or index. With a name, records that lack it are skipped
+      when `records` is None and are an error when named explicitly.
+    - `normalization`: "zscore" (per window), "minmax", "record" or "none".
+    - `sample_rate`: resample to this rate (None keeps the record's own, 360 Hz for mitdb).
+    - `split`: "patient" (seeded hold-out of whole patients, default), "dechazal" (DS1/DS2)
+      or "random" (the paper's 70/10/20 of windows; leaks patients into test).
+    - `max_windows_per_record`: keep at most this many windows per record (for speed); the
+      sample is seeded and every class present in a record keeps some windows.
+    - `data_dir`/`cache_dir`: where the databases are and where prepared sets are cached;
+      neither is part of the cache key.
+    """
+
+    preset: str = "normal-vs-anomalous"
+    custom: Mapping[str, str | Sequence[str]] | None = None
+    custom_source: str = "beat"
+    custom_priority: tuple[str, ...] | None = None
+    database: str = "mitdb"
+    records: tuple[str, ...] | None = None
+    window: int = 256
+    stride: int | None = None
+    lead: str | int = "MLII"
+    normalization: str = "zscore"
+    sample_rate: float | None = None
+    split: str = "patient"
+    seed: int = 0
+    max_windows_per_record: int | None = None
+    data_dir: str | None = field(default=None, compare=False)
+    cache_dir: str | None = field(default=None, compare=False)
+    use_cache: bool = field(default=True, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.custom is not None:
+            frozen = tuple(
+                (str(k), v if isinstance(v, str) else tuple(v)) for k, v in self.custom.items()
+            )
+            object.__setattr__(self, "custom", _FrozenMapping(frozen))
+        if self.custom_priority is not None:
+            object.__setattr__(self, "custom_priority", tuple(self.custom_priority))
+        if self.records is not None:
+            if isinstance(self.records, str):
+                raise ConfigError("records: give a list of record names, not one string")
+            object.__setattr__(self, "records", tuple(str(r) for r in self.records))
+        if self.database not in DATABASES:
+            raise ConfigError(f"database: unknown {self.database!r}; known: {sorted(DATABASES)}")
+        if not isinstance(self.window, int) or self.window < 8:
+            raise ConfigError(f"window: must be an integer >= 8, not {self.window!r}")
+        if self.stride is not None and (not isinstance(self.stride, int) or self.stride < 1):
+            raise ConfigError(f"stride: must be a positive integer, not {self.stride!r}")
+        if self.normalization not in NORMALIZATIONS:
+            raise ConfigError(
+                f"normalization: unknown {self.normalization!r}; choose {list(NORMALIZATIONS)}"
+            )
+        if self.split not in SPLITS:
+            raise ConfigError(f"split: unknown {self.split!r}; choose one of {list(SPLITS)}")
+        if self.max_windows_per_record is not None and self.max_windows_per_record < 1:
+            raise ConfigError("max_windows_per_record: must be positive")
+        if self.sample_rate is not None and self.sample_rate <= 0:
+            raise ConfigError(f"sample_rate: must be positive, not {self.sample_rate}")
+        self.scheme()  # unknown preset or bad custom mapping fails here, not later
+
+    def scheme(self) -> ClassScheme:
+        return resolve_scheme(self.preset, self.custom, self.custom_source, self.custom_priority)
+
+    def key_fields(self) -> dict[str, Any]:
+        """Return the fields that change the prepared arrays (the cache key)."""
+        d = asdict(self)
+        for k in ("data_dir", "cache_dir", "use_cache"):
+            d.pop(k)
+        d["custom"] = dict(self.custom) if self.custom is not None else None
+        d["custom_priority"] = list(self.custom_priority) if self.custom_priority else None
+        d["scheme"] = self.scheme().to_json()
+        return d
+
+
+class _FrozenMapping(dict[str, Any]):
+    """A dict that can be hashed, so configs with a custom mapping stay hashable."""
+
+    def __init__(self, items: tuple[tuple[str, Any], ...]) -> None:
+        super().__init__(items)
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+
+@dataclass
+class EcgDataset:
+    """Prepared windows: x arrays (n, window, 1) float32, y int64 class indices."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    split_description: str
+    config_hash: str
+    config: EcgDatasetConfig
+    records: dict[str, list[str]]
+    sample_rate: float
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def window(self) -> int:
+        return int(self.x_train.shape[1])
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Windows per class on each side."""
+        out = {}
+        for side, y in (("train", self.y_train), ("val", self.y_val), ("test", self.y_test)):
+            out[side] = {n: int((y == i).sum()) for i, n in enumerate(self.class_names)}
+        return out
+
+    def metadata(self) -> dict[str, Any]:
+        """Return what a model trained on this set needs to be evaluated the same way later."""
+        cfg = self.config
+        return {
+            "preset": cfg.preset,
+            "scheme": cfg.scheme().to_json(),
+            "classes": list(self.class_names),
+            "database": cfg.database,
+            "window": cfg.window,
+            "stride": cfg.stride,
+            "sample_rate": self.sample_rate,
+            "resample": cfg.sample_rate,
+            "normalization": cfg.normalization,
+            "lead": cfg.lead,
+            "split": self.split_description,
+            "split_kind": cfg.split,
+            "seed": cfg.seed,
+            "records": self.records,
+            "dataset_hash": self.config_hash,
+        }
+
+
+def _subsample(y: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
+    """Return indices of at most `limit` windows, roughly proportional, each class keeping some."""
+    if len(y) <= limit:
+        return np.arange(len(y))
+    classes, counts = np.unique(y, return_counts=True)
+    floor = max(1, limit // 10)
+    quota = {
+        c: min(n, max(floor, int(limit * n / len(y)))) for c, n in zip(classes, counts, strict=True)
+    }
+    chosen = [rng.choice(np.flatnonzero(y == c), quota[c], replace=False) for c in classes]
+    return np.sort(np.concatenate(chosen))
+
+
+def _resolve_records(cfg: EcgDatasetConfig) -> tuple[list[str], bool]:
+    present = available_records(cfg.database, cfg.data_dir)
+    if not present:
+        raise DataError(f"no {cfg.database} records found under the data folder")
+    if cfg.records is None:
+        return present, False
+    missing = [r for r in cfg.records if r not in present]
+    if missing:
+        raise DataError(
+            f"records: {', '.join(missing)} not present in {cfg.database} "
+            f"(present: {', '.join(present)})"
+        )
+    return list(cfg.records), True
+
+
+def load_ecg_dataset(
+    config: EcgDatasetConfig | None = None, progress: bool = False, **overrides: Any
+) -> EcgDataset:
+    """Build (or load from the cache) the dataset described by `config`.
+
+    Raises DataError when the data folder or a record is missing, or when a class has no
+    windows at all or none in training (the message names the class).
+    """
+    cfg = config or EcgDatasetConfig()
+    if overrides:
+        cfg = EcgDatasetConfig(**{**_fields(cfg), **overrides})
+    scheme = cfg.scheme()
+    records, explicit = _resolve_records(cfg)
+    key = cache_mod.config_hash({**cfg.key_fields(), "resolved_records": records})
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else cache_mod.default_cache_dir()
+    if cfg.use_cache:
+        hit = cache_mod.load_cached(cache_dir, key)
+        if hit is not None:
+            log.info("dataset %s loaded from cache %s", key, cache_dir)
+            return _from_arrays(hit[0], hit[1], cfg, key)
+
+    t0 = time.perf_counter()
+    xs, ys, skipped, fs_out = _collect(cfg, scheme, records, explicit, progress)
+    used = [r for r in records if r in ys]
+    if not used:
+        raise DataError(f"no labelled windows in records {', '.join(records)} for {scheme.name}")
+    all_y = np.concatenate([ys[r] for r in used])
+    empty = [c for i, c in enumerate(scheme.classes) if not (all_y == i).any()]
+    if empty:
+        raise DataError(
+            f"class {', '.join(repr(c) for c in empty)} of preset {scheme.name!r} has no "
+            f"examples in records {', '.join(used)}; add records that contain it or drop it"
+        )
+
+    if cfg.split == "random":
+        x_all = np.concatenate([xs[r] for r in used])
+        tr, va, te = random_split(all_y, cfg.seed)
+        parts = [(x_all[i], all_y[i]) for i in (tr, va, te)]
+        rec_sides = {"train": used, "val": used, "test": used}
+        desc = (
+            f"random 70/10/20 of windows (seed {cfg.seed}, {len(used)} records; "
+            "patients appear on every side)"
+        )
+    else:
+        classes_by_record = {r: set(np.unique(ys[r]).tolist()) for r in used}
+        if cfg.split == "patient":
+            sides = patient_split(used, classes_by_record, cfg.seed)
+            desc = f"patient-wise hold-out (seed {cfg.seed})"
+        else:
+            sides = dechazal_split(used, cfg.seed)
+            desc = f"de Chazal DS1/DS2 (202 in DS1; val seed {cfg.seed})"
+        parts = []
+        for side in sides:
+            if side:
+                parts.append(
+                    (np.concatenate([xs[r] for r in side]), np.concatenate([ys[r] for r in side]))
+                )
+            else:
+                parts.append(
+                    (np.zeros((0, xs[used[0]].shape[1]), np.float32), np.zeros(0, np.int64))
+                )
+        rec_sides = dict(zip(("train", "val", "test"), sides, strict=True))
+        desc += f"; train {','.join(sides[0])}; val {','.join(sides[1])}; test {','.join(sides[2])}"
+    meta: dict[str, Any] = {
+        "class_names": list(scheme.classes),
+        "split_description": desc,
+        "records": rec_sides,
+        "skipped": skipped,
+        "sample_rate": fs_out,
+        "config": cfg.key_fields(),
+    }
+    arrays: dict[str, np.ndarray] = {}
+    for side_name, (x, y) in zip(("train", "val", "test"), parts, strict=True):
+        arrays[f"x_{side_name}"] = x[..., None].astype(np.float32)
+        arrays[f"y_{side_name}"] = y.astype(np.int64)
+    log.info("dataset %s built in %.1f s", key, time.perf_counter() - t0)
+    if cfg.use_cache:
+        cache_mod.store(cache_dir, key, arrays, meta)
+    return _from_arrays(arrays, meta, cfg, key)
+
+
+def _collect(
+    cfg: EcgDatasetConfig,
+    scheme: ClassScheme,
+    records: list[str],
+    explicit: bool,
+    progress: bool,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str], float]:
+    """Return labelled windows per record, the skipped records and the sample rate."""
+    xs: dict[str, np.ndarray] = {}
+    ys: dict[str, np.ndarray] = {}
+    skipped: list[str] = []
+    fs_out = float(cfg.sample_rate or 0.0)
+    rng = np.random.default_rng(cfg.seed)
+    iterator: Any = _progress(records, "records") if progress else records
+    for name in iterator:
+        try:
+            rec = load_record(name, cfg.database, cfg.lead, cfg.data_dir)
+        except DataError as exc:
+            if explicit or "has no lead" not in str(exc):
+                raise
+            skipped.append(name)
+            log.warning("skipping record %s: %s", name, exc)
+            continue
+        x, y = make_windows(rec, scheme, cfg.window, cfg.stride, cfg.normalization, cfg.sample_rate)
+        fs_out = cfg.sample_rate or rec.fs
+        if cfg.max_windows_per_record is not None:
+            keep = _subsample(y, cfg.max_windows_per_record, rng)
+            x, y = x[keep], y[keep]
+        if len(y):
+            xs[name], ys[name] = x, y
+    return xs, ys, skipped, fs_out
+
+
+def load_ecg_windows(
+    config: EcgDatasetConfig, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], list[str]]:
+    """Return every labelled window of `config.records` (no split, no cache).
+
+    Used to evaluate a model on chosen records with the windowing it was trained with:
+    x (n, window, 1), y (n,), the class names and the records that gave windows.
+    """
+    scheme = config.scheme()
+    records, explicit = _resolve_records(config)
+    xs, ys, _, _ = _collect(config, scheme, records, explicit, progress)
+    used = [r for r in records if r in ys]
+    if not used:
+        raise DataError(f"no labelled windows in records {', '.join(records)} for {scheme.name}")
+    x = np.concatenate([xs[r] for r in used])[..., None].astype(np.float32)
+    return x, np.concatenate([ys[r] for r in used]), scheme.classes, used
+
+
+def _fields(cfg: EcgDatasetConfig) -> dict[str, Any]:
+    return {f: getattr(cfg, f) for f in cfg.__dataclass_fields__}
+
+
+def _progress(items: list[str], what: str) -> Any:
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm is optional at this level
+        return items
+    return tqdm(items, desc=what, unit="rec")
+
+
+def _from_arrays(
+    arrays: dict[str, np.ndarray], meta: dict[str, Any], cfg: EcgDatasetConfig, key: str
+) -> EcgDataset:
+    ds = EcgDataset(
+        x_train=arrays["x_train"],
+        y_train=arrays["y_train"],
+        x_val=arrays["x_val"],
+        y_val=arrays["y_val"],
+        x_test=arrays["x_test"],
+        y_test=arrays["y_test"],
+        class_names=tuple(meta["class_names"]),
+        split_description=meta["split_description"],
+        config_hash=key,
+        config=cfg,
+        records={k: list(v) for k, v in meta["records"].items()},
+        sample_rate=float(meta["sample_rate"]),
+    )
+    missing_train = [c for i, c in enumerate(ds.class_names) if not (ds.y_train == i).any()]
+    if missing_train:
+        raise DataError(
+            f"class {', '.join(repr(c) for c in missing_train)} has no training examples with "
+            f"split {ds.split_description!r}; use more records, another seed or split='random'"
+        )
+    for side, y in (("val", ds.y_val), ("test", ds.y_test)):
+        absent = [c for i, c in enumerate(ds.class_names) if not (y == i).any()]
+        if absent and len(y):
+            log.warning("class %s has no %s examples (%s)", ", ".join(absent), side, cfg.split)
+    return ds
+
+
+def records_for_evaluation(
+    database: str = "mitdb", data_dir: str | os.PathLike[str] | None = None
+) -> list[str]:
+    """Every record present, for `hilnas evaluate --records all`."""
+    return available_records(database, data_dir)

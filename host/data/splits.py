@@ -1,0 +1,138 @@
+"""Train/validation/test splits: patient-wise (default), de Chazal DS1/DS2, and random."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from host.errors import ConfigError
+
+SPLITS = ("patient", "dechazal", "random")
+
+# Records 201 and 202 come from the same patient (MIT-BIH directory); they must stay on one
+# side of any patient-wise split.
+SAME_PATIENT: tuple[tuple[str, ...], ...] = (("201", "202"),)
+
+# de Chazal et al. (2004). The paced records 102, 104, 107 and 217 are left out, as AAMI
+# recommends. 202 is moved from DS2 to DS1 so that patient 201/202 sits on one side.
+DS1 = tuple(
+    "101 106 108 109 112 114 115 116 118 119 122 124 201 202 203 205 207 208 209 215 220 "
+    "223 230".split()
+)
+DS2 = tuple(
+    "100 103 105 111 113 117 121 123 200 210 212 213 214 219 221 222 228 231 232 233 234".split()
+)
+
+
+def record_groups(records: Sequence[str]) -> list[tuple[str, ...]]:
+    """Return records grouped by patient (each group goes to one side of a split)."""
+    present = set(records)
+    grouped: set[str] = set()
+    groups: list[tuple[str, ...]] = []
+    for same in SAME_PATIENT:
+        members = tuple(r for r in same if r in present)
+        if members:
+            groups.append(members)
+            grouped.update(members)
+    groups.extend((r,) for r in records if r not in grouped)
+    return sorted(groups)
+
+
+def _coverage(
+    parts: Sequence[Sequence[tuple[str, ...]]],
+    classes_of: Mapping[str, set[int]],
+    n_groups_with: dict[int, int],
+) -> int:
+    """How many (class, side) pairs that could be covered are covered; higher is better."""
+    score = 0
+    for c, n in n_groups_with.items():
+        wanted = [0, 2] if n == 2 else [0, 1, 2] if n >= 3 else [0]
+        for side in wanted:
+            if any(c in classes_of[r] for g in parts[side] for r in g):
+                score += 1
+    return score
+
+
+def patient_split(
+    records: Sequence[str],
+    classes_by_record: Mapping[str, set[int]],
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+    tries: int = 500,
+) -> tuple[list[str], list[str], list[str]]:
+    """Return A seeded hold-out of whole patients: (train, val, test) record lists.
+
+    Groups are shuffled with `seed`; among up to `tries` shuffles the first one that puts
+    every class in every side that could hold it (in training always, in test when two or
+    more patients have it, in validation when three or more do) is kept, so rare classes
+    are not lost to one side by chance.
+    """
+    groups = record_groups(records)
+    if len(groups) < 3:
+        raise ConfigError(
+            f"split: a patient-wise split needs at least 3 patients, got {len(groups)} "
+            f"({', '.join(records)}); use split='random'"
+        )
+    n = len(groups)
+    n_test = max(1, round(fractions[2] * n))
+    n_val = max(1, round(fractions[1] * n))
+    if n_test + n_val >= n:
+        n_val = max(0, n - n_test - 1)
+    n_groups_with: dict[int, int] = {}
+    for g in groups:
+        for c in set().union(*(classes_by_record[r] for r in g)):
+            n_groups_with[c] = n_groups_with.get(c, 0) + 1
+    best_score, best = -1, None
+    rng = np.random.default_rng(seed)
+    full = _coverage([groups, groups, groups], classes_by_record, n_groups_with)
+    for _ in range(tries):
+        order = [groups[i] for i in rng.permutation(n)]
+        parts = [order[n_test + n_val :], order[n_test : n_test + n_val], order[:n_test]]
+        score = _coverage(parts, classes_by_record, n_groups_with)
+        if score > best_score:
+            best_score, best = score, parts
+        if score == full:
+            break
+    assert best is not None
+    train, val, test = ([r for g in part for r in g] for part in best)
+    return sorted(train), sorted(val), sorted(test)
+
+
+def dechazal_split(
+    records: Sequence[str], seed: int = 0, val_fraction: float = 0.1
+) -> tuple[list[str], list[str], list[str]]:
+    """DS1 for training (a seeded tenth of its patients held out for validation), DS2 for test."""
+    present = set(records)
+    ds1 = [r for r in DS1 if r in present]
+    ds2 = [r for r in DS2 if r in present]
+    if not ds1 or not ds2:
+        raise ConfigError("split: 'dechazal' needs records of both DS1 and DS2")
+    groups = record_groups(ds1)
+    rng = np.random.default_rng(seed)
+    n_val = max(1, round(val_fraction * len(groups)))
+    order = [groups[i] for i in rng.permutation(len(groups))]
+    val = sorted(r for g in order[:n_val] for r in g)
+    train = sorted(r for g in order[n_val:] for r in g)
+    return train, val, sorted(ds2)
+
+
+def random_split(
+    y: np.ndarray, seed: int = 0, fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the paper's random 70/10/20 split of windows, stratified by class: index arrays.
+
+    Windows of one patient land on both sides, so test quality is optimistic; results
+    produced with it say so in their split description.
+    """
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n_test = int(round(fractions[2] * len(idx)))
+        n_val = int(round(fractions[1] * len(idx)))
+        parts[2].append(idx[:n_test])
+        parts[1].append(idx[n_test : n_test + n_val])
+        parts[0].append(idx[n_test + n_val :])
+    out = [np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts]
+    return out[0], out[1], out[2]

@@ -1,0 +1,292 @@
+"""Convert tf-keras models to TFLite (float32, dynamic-range, full int8) in a child process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from host.errors import ConfigError, HilnasError
+from host.export.flatbuf import METADATA_NAME, io_types, model_ops, read_metadata
+
+MODES = ("float32", "dynamic", "int8")
+DEFAULT_REPRESENTATIVE_SAMPLES = 200
+
+__all__ = [
+    "MODES",
+    "ConversionError",
+    "add_metadata",
+    "convert",
+    "convert_many",
+    "io_types",
+    "model_ops",
+    "read_metadata",
+]
+
+
+class ConversionError(HilnasError):
+    """The TFLite converter failed or crashed; the message says how."""
+
+
+def convert(
+    model_or_saved_path: Any,
+    mode: str,
+    representative: np.ndarray | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    batch_size: int | None = 1,
+    max_representative: int = DEFAULT_REPRESENTATIVE_SAMPLES,
+    timeout: float = 900.0,
+) -> bytes:
+    """Return a .tflite flatbuffer of a tf-keras model.
+
+    `model_or_saved_path`: a tf-keras model, or the path of one saved as `.h5`/`.keras`
+    or as a SavedModel folder. `mode`: "float32"; "dynamic" (int8 weights, float
+    activations); "int8" (full integer: int8 weights and activations, int8 input and
+    output, TFLITE_BUILTINS_INT8 only), which needs `representative`, an array of model
+    inputs (n, *input_shape) whose first `max_representative` rows calibrate the ranges.
+    `batch_size`: the model is rebuilt with this static batch size (1 by default: static
+    shapes are what fuse an LSTM into UNIDIRECTIONAL_SEQUENCE_LSTM); None keeps it.
+    `metadata`: a JSON-able dict stored in the model as the metadata entry "hilnas"
+    (see `read_metadata`).
+
+    The converter runs in a child process because it can crash the interpreter (a
+    segfault is a signal, not an exception). A crash, a failure or a timeout raises
+    ConversionError. Models with custom layers must be passed as a SavedModel path.
+    """
+    return convert_many(
+        model_or_saved_path,
+        [mode],
+        representative,
+        metadata,
+        batch_size=batch_size,
+        max_representative=max_representative,
+        timeout=timeout,
+    )[mode]
+
+
+def convert_many(
+    model_or_saved_path: Any,
+    modes: list[str],
+    representative: np.ndarray | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    batch_size: int | None = 1,
+    max_representative: int = DEFAULT_REPRESENTATIVE_SAMPLES,
+    timeout: float = 900.0,
+) -> dict[str, bytes]:
+    """Return {mode: flatbuffer} for several modes in one child process (see `convert`).
+
+    Each mode's metadata gets `"quantization": mode` added.
+    """
+    for mode in modes:
+        if mode not in MODES:
+            raise ConfigError(f"mode: unknown {mode!r}; choose one of {list(MODES)}")
+    if "int8" in modes and representative is None:
+        raise ConfigError("representative: full int8 conversion needs representative inputs")
+    meta_json = json.dumps(dict(metadata), default=_json_default) if metadata else None
+    with tempfile.TemporaryDirectory(prefix="hilnas-convert-") as tmp:
+        tmpdir = Path(tmp)
+        if isinstance(model_or_saved_path, (str, os.PathLike)):
+            model_path = Path(model_or_saved_path)
+            if not model_path.exists():
+                raise ConfigError(f"model: {model_path} does not exist")
+        else:
+            model_path = tmpdir / "model.keras"
+            try:
+                model_or_saved_path.save(model_path)
+            except Exception as exc:  # Keras raises several kinds for unsavable models
+                raise ConversionError(f"could not save the model for conversion: {exc}") from exc
+        rep_path = None
+        if representative is not None:
+            rep = np.asarray(representative, dtype=np.float32)[:max_representative]
+            if len(rep) == 0:
+                raise ConfigError("representative: no samples")
+            rep_path = tmpdir / "representative.npy"
+            np.save(rep_path, rep)
+        outs = {m: tmpdir / f"model-{m}.tflite" for m in modes}
+        request = {
+            "model": str(model_path),
+            "modes": {m: str(p) for m, p in outs.items()},
+            "representative": str(rep_path) if rep_path else None,
+            "metadata": meta_json,
+            "batch_size": batch_size,
+        }
+        req_path = tmpdir / "request.json"
+        req_path.write_text(json.dumps(request))
+        _run_child(req_path, timeout)
+        return {m: p.read_bytes() for m, p in outs.items()}
+
+
+def add_metadata(
+    tflite_bytes: bytes, metadata: Mapping[str, Any], name: str = METADATA_NAME
+) -> bytes:
+    """Return the model with `metadata` (JSON) stored as entry `name`, replacing any.
+
+    Runs in a child process (it needs TensorFlow's flatbuffer schema).
+    """
+    with tempfile.TemporaryDirectory(prefix="hilnas-meta-") as tmp:
+        src = Path(tmp) / "in.tflite"
+        src.write_bytes(tflite_bytes)
+        out = Path(tmp) / "out.tflite"
+        req = Path(tmp) / "request.json"
+        req.write_text(
+            json.dumps(
+                {
+                    "add_metadata": str(src),
+                    "metadata": json.dumps(dict(metadata), default=_json_default),
+                    "name": name,
+                    "out": str(out),
+                }
+            )
+        )
+        _run_child(req, 120.0)
+        return out.read_bytes()
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if hasattr(o, "to_json"):
+        return o.to_json()
+    return str(o)
+
+
+def _run_child(request: Path, timeout: float) -> None:
+    env = dict(os.environ)
+    env.setdefault("TF_USE_LEGACY_KERAS", "1")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    cmd = [sys.executable, "-m", "host.export.tflite", str(request)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired as exc:
+        raise ConversionError(
+            f"the TFLite converter did not finish within {timeout:.0f} s"
+        ) from exc
+    if proc.returncode == 0:
+        return
+    tail = "\n".join((proc.stderr or "").strip().splitlines()[-8:])
+    if proc.returncode < 0:
+        try:
+            sig = signal.Signals(-proc.returncode).name
+        except ValueError:
+            sig = str(-proc.returncode)
+        raise ConversionError(f"the TFLite converter crashed ({sig}); last output:\n{tail}")
+    raise ConversionError(f"TFLite conversion failed: {tail}")
+
+
+# ---- child side (python -m host.export.tflite REQUEST.json) --------------------------------
+
+
+def _with_batch(model: Any, batch_size: int, keras: Any) -> Any:
+    """Return a copy of `model` whose input layers have a static batch size."""
+    if all(t.shape[0] == batch_size for t in model.inputs):
+        return model
+    cfg = model.get_config()
+
+    def fix(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "batch_input_shape" and isinstance(v, (list, tuple)):
+                    node[k] = [batch_size, *list(v)[1:]]
+                else:
+                    fix(v)
+        elif isinstance(node, list):
+            for v in node:
+                fix(v)
+
+    fix(cfg)
+    clone = model.__class__.from_config(cfg)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _child_add_metadata(buf: bytes, meta_json: str, name: str) -> bytes:
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(buf, 0))
+    payload = np.frombuffer(meta_json.encode("utf-8"), dtype=np.uint8)
+    entries = [m for m in (model.metadata or []) if _decode(m.name) != name]
+    buffer = schema.BufferT()
+    buffer.data = payload
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = name
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [*entries, entry]
+    builder = flatbuffers.Builder(len(buf) + len(payload) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _decode(name: Any) -> str:
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def _child_convert(tf: Any, converter: Any, mode: str, req: dict[str, Any]) -> bytes:
+    converter.optimizations = [tf.lite.Optimize.DEFAULT] if mode in ("dynamic", "int8") else []
+    converter.representative_dataset = None
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter.inference_input_type = tf.float32
+    converter.inference_output_type = tf.float32
+    if mode == "int8":
+        rep = np.load(req["representative"]).astype(np.float32)
+
+        def gen() -> Any:
+            for i in range(len(rep)):
+                yield [rep[i : i + 1]]
+
+        converter.representative_dataset = gen
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    buf = bytes(converter.convert())
+    if req.get("metadata"):
+        meta = {**json.loads(req["metadata"]), "quantization": mode}
+        buf = _child_add_metadata(buf, json.dumps(meta), METADATA_NAME)
+    return buf
+
+
+def _child(request_path: str) -> int:
+    req = json.loads(Path(request_path).read_text())
+    from host.train.tfenv import import_keras, import_tf
+
+    if "add_metadata" in req:
+        buf = Path(req["add_metadata"]).read_bytes()
+        Path(req["out"]).write_bytes(_child_add_metadata(buf, req["metadata"], req["name"]))
+        return 0
+    tf = import_tf()
+    keras = import_keras()
+    path = Path(req["model"])
+    if path.is_dir() and not (path / "keras_metadata.pb").exists():
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(path))
+    else:
+        model = keras.models.load_model(str(path), compile=False)
+        if req["batch_size"]:
+            model = _with_batch(model, int(req["batch_size"]), keras)
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    for mode, out in req["modes"].items():
+        Path(out).write_bytes(_child_convert(tf, converter, mode, req))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print("usage: python -m host.export.tflite REQUEST.json", file=sys.stderr)
+        sys.exit(2)
+    try:
+        sys.exit(_child(sys.argv[1]))
+    except Exception as exc:  # reported to the parent through stderr and the exit code
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(1)

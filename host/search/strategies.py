@@ -1,0 +1,216 @@
+"""The search strategies: BioNetExplorer's four genetic algorithms (DEAP) and two baselines.
+
+- `roulette`, `tournament`: single objective, the weighted cost (see objectives.Normaliser);
+- `nsga2`, `spea2`: multi-objective on the objectives themselves;
+- `exhaustive`: every architecture of the bounded space; `random`: a seeded fraction of it.
+
+Constraints are handled by feasibility, not folded into the objective: NSGA-II, SPEA-2 and
+the tournament apply Deb's rules (a feasible candidate beats an infeasible one, and of two
+infeasible ones the smaller violation wins); roulette selection gives infeasible candidates
+DEAP's delta penalty (fitness 0, as BioNetExplorer gives invalid chromosomes), and every
+infeasible candidate is recorded as such with the constraints it breaks.
+
+Determinism: DEAP's operators draw from Python's global `random`; training (Keras seeds it)
+may run in another thread between generations, so each strategy keeps its own generator
+state and swaps it in only while it draws. With the same seed and the same evaluations
+(from the store on a resumed run), a strategy makes exactly the same choices.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from deap import algorithms, base, tools
+
+from device_agent.errors import ConfigError
+from host.search.config import SINGLE_OBJECTIVE, SearchConfig
+from host.search.evaluator import Evaluation
+from host.search.objectives import Normaliser
+
+WORST = 1e12  # stands for an unknown cost in a minimised objective
+
+
+@dataclass
+class Scored:
+    """A genome with what its evaluation gave (None when the chromosome is invalid)."""
+
+    genome: list[int]
+    evaluation: Evaluation | None
+
+
+# evaluate(genomes, generation) -> one Scored per genome, in order
+EvaluateFn = Callable[[list[list[int]], int], list[Scored]]
+# record(generation, scored of this generation) -> True to stop (budget reached)
+RecordFn = Callable[[int, list[Scored]], bool]
+
+
+class _Individual(list[int]):
+    fitness: Any
+    violation: float = 0.0
+
+
+@contextmanager
+def _own_random(state: list[Any]) -> Iterator[None]:
+    """Swap this strategy's generator state into the global `random` module."""
+    outer = random.getstate()
+    random.setstate(state[0])
+    try:
+        yield
+    finally:
+        state[0] = random.getstate()
+        random.setstate(outer)
+
+
+class GeneticStrategy:
+    def __init__(self, cfg: SearchConfig, space: Any, normaliser: Normaliser, seed: int) -> None:
+        self.cfg, self.space, self.normaliser = cfg, space, normaliser
+        self.s = cfg.strategy
+        self.single = self.s.name in SINGLE_OBJECTIVE
+        rng = random.Random(seed)
+        self._state = [rng.getstate()]
+        self.toolbox = base.Toolbox()
+        if self.single:
+            weights: tuple[float, ...] = (1.0,)
+        else:
+            weights = tuple(1.0 if o.maximise else -1.0 for o in cfg.objectives)
+        self.fitness_cls = type("Fitness", (base.Fitness,), {"weights": weights})
+        # The initial population is drawn from the bounded space (a valid chromosome each);
+        # crossover and mutation may then leave it, and such offspring score as invalid.
+        members = space.architectures(bounded=True)
+        encode = space.encode if self.s.encoding == "binary" else space.encode_int
+        self.toolbox.register("genome", lambda: list(encode(random.choice(members))))
+        if self.s.encoding == "binary":
+            length = space.chromosome_length
+            self.toolbox.register("mate", tools.cxTwoPoint)
+            self.toolbox.register("mutate", tools.mutFlipBit, indpb=1.0 / length)
+        else:
+            bounds = space.int_bounds()
+            low, up = [b[0] for b in bounds], [b[1] for b in bounds]
+            self.toolbox.register("mate", tools.cxUniform, indpb=0.5)
+            self.toolbox.register(
+                "mutate", tools.mutUniformInt, low=low, up=up, indpb=1.0 / len(bounds)
+            )
+
+    # ------------------------------------------------------------------ fitness
+    def _assign(self, ind: _Individual, scored: Scored) -> None:
+        ev = scored.evaluation
+        if self.single:
+            if ev is None or ev.status == "failed":
+                ind.fitness.values = (0.0,)
+                ind.violation = math.inf
+            else:
+                ind.violation = ev.violation
+                fit = self.normaliser.weighted_fitness(
+                    ev.objectives, self.cfg.cost.alpha, self.cfg.cost.beta
+                )
+                # Roulette: DEAP-style delta penalty for infeasible candidates.
+                ind.fitness.values = (
+                    0.0 if (ev.violation > 0 and self.s.name == "roulette") else fit,
+                )
+            return
+        values = []
+        for obj, value in zip(
+            self.cfg.objectives,
+            ev.objectives if ev else [None] * len(self.cfg.objectives),
+            strict=True,
+        ):
+            if value is None:
+                values.append(0.0 if obj.maximise else WORST)
+            else:
+                values.append(float(value))
+        ind.fitness.values = tuple(values)
+        ind.violation = math.inf if ev is None or ev.status == "failed" else ev.violation
+
+    # ------------------------------------------------------------------ selection
+    def _select(self, individuals: Sequence[_Individual], k: int) -> list[_Individual]:
+        if self.s.name == "roulette":
+            return list(tools.selRoulette(individuals, k))
+        if self.s.name == "tournament":
+            chosen = []
+            for _ in range(k):
+                aspirants = [random.choice(individuals) for _ in range(self.s.tournament_size)]
+                chosen.append(min(aspirants, key=lambda i: (i.violation, -i.fitness.values[0])))
+            return chosen
+        feasible = [i for i in individuals if i.violation == 0]
+        infeasible = sorted((i for i in individuals if i.violation > 0), key=lambda i: i.violation)
+        if len(feasible) >= k:
+            select = tools.selNSGA2 if self.s.name == "nsga2" else tools.selSPEA2
+            return list(select(feasible, k))
+        return feasible + infeasible[: k - len(feasible)]
+
+    # ------------------------------------------------------------------ loop
+    def run(self, evaluate: EvaluateFn, record: RecordFn) -> None:
+        toolbox = self.toolbox
+        mu = self.s.population
+
+        def new(genome: list[int]) -> _Individual:
+            ind = _Individual(genome)
+            ind.fitness = self.fitness_cls()
+            return ind
+
+        def score(individuals: list[_Individual], generation: int) -> bool:
+            scored = evaluate([list(i) for i in individuals], generation)
+            for ind, sc in zip(individuals, scored, strict=True):
+                self._assign(ind, sc)
+            return record(generation, scored)
+
+        with _own_random(self._state):
+            population = [new(toolbox.genome()) for _ in range(mu)]
+        if score(population, 0):
+            return
+        for generation in range(1, self.s.generations + 1):
+            with _own_random(self._state):
+                if self.single:
+                    parents = [self._copy(i) for i in self._select(population, mu)]
+                    offspring = algorithms.varAnd(
+                        parents, toolbox, self.s.crossover_prob, self.s.mutation_prob
+                    )
+                else:
+                    offspring = algorithms.varOr(
+                        [self._copy(i) for i in population],
+                        toolbox,
+                        mu,
+                        self.s.crossover_prob,
+                        self.s.mutation_prob,
+                    )
+                offspring = [self._copy(o) for o in offspring]
+            stop = score(offspring, generation)
+            with _own_random(self._state):
+                population = offspring if self.single else self._select(population + offspring, mu)
+            if stop:
+                return
+
+    def _copy(self, ind: _Individual) -> _Individual:
+        out = _Individual(list(ind))
+        out.fitness = self.fitness_cls()
+        if ind.fitness.valid:
+            out.fitness.values = ind.fitness.values
+        out.violation = ind.violation
+        return out
+
+
+def baseline_batches(cfg: SearchConfig, space: Any, seed: int) -> list[list[list[int]]]:
+    """The genomes the exhaustive or random baseline evaluates, in batches of a population."""
+    archs = space.architectures(bounded=True)
+    if cfg.strategy.name == "random":
+        n = max(1, round(cfg.strategy.random_fraction * len(archs)))
+        archs = space.sample(n, seed=seed)
+    elif cfg.strategy.name != "exhaustive":
+        raise ConfigError(f"{cfg.strategy.name} is not a baseline")
+    encode = space.encode if cfg.strategy.encoding == "binary" else space.encode_int
+    genomes = [encode(a) for a in archs]
+    size = cfg.strategy.population
+    return [genomes[i : i + size] for i in range(0, len(genomes), size)]
+
+
+def run_baseline(
+    cfg: SearchConfig, space: Any, seed: int, evaluate: EvaluateFn, record: RecordFn
+) -> None:
+    for generation, batch in enumerate(baseline_batches(cfg, space, seed)):
+        if record(generation, evaluate(batch, generation)):
+            return

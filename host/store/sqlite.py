@@ -1,0 +1,376 @@
+"""The run store: runs, candidates, trainings, exported models and measurements in SQLite.
+
+One store per runs directory (`runs/store.sqlite`), shared by every run in it, so an
+architecture trained under the same data and training configuration is never trained
+again, and a model measured on the same device and runtime is never measured again, even
+across runs. WAL mode and one short transaction per completed piece of work: a run killed
+at any moment (SIGKILL included) loses at most the work in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id      TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    config_json TEXT NOT NULL,
+    status      TEXT NOT NULL,          -- running | interrupted | done | failed
+    created     REAL NOT NULL,
+    updated     REAL NOT NULL,
+    message     TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS trainings (
+    train_key   TEXT PRIMARY KEY,       -- hash(architecture, data config, training config)
+    arch_key    TEXT NOT NULL,
+    data_hash   TEXT NOT NULL,
+    train_hash  TEXT NOT NULL,
+    metrics_json TEXT NOT NULL,         -- val/test metrics, costs, seconds
+    seconds     REAL NOT NULL,
+    source      TEXT NOT NULL,          -- "trained" or "tabular:<file>"
+    created     REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS models (
+    sha256      TEXT PRIMARY KEY,
+    train_key   TEXT NOT NULL REFERENCES trainings(train_key),
+    kind        TEXT NOT NULL,          -- int8 | float32
+    path        TEXT NOT NULL,
+    bytes       INTEGER NOT NULL,
+    export_seconds REAL NOT NULL,
+    created     REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS measurements (
+    sha256      TEXT NOT NULL,
+    device      TEXT NOT NULL,
+    runtime     TEXT NOT NULL,          -- "name version"
+    settings_hash TEXT NOT NULL,
+    result_json TEXT NOT NULL,
+    seconds     REAL NOT NULL,
+    created     REAL NOT NULL,
+    PRIMARY KEY (sha256, device, runtime, settings_hash)
+);
+CREATE TABLE IF NOT EXISTS evaluations (
+    run_id      TEXT NOT NULL REFERENCES runs(run_id),
+    strategy    TEXT NOT NULL,
+    generation  INTEGER NOT NULL,
+    idx         INTEGER NOT NULL,
+    arch_key    TEXT,                   -- NULL for an invalid chromosome
+    genome_json TEXT NOT NULL,
+    objectives_json TEXT NOT NULL,      -- {label: value}
+    violation   REAL NOT NULL,          -- 0 = feasible
+    status      TEXT NOT NULL,          -- ok | infeasible | invalid | failed | incomplete
+    detail      TEXT NOT NULL DEFAULT '',
+    train_key   TEXT,
+    sha256      TEXT,
+    created     REAL NOT NULL,
+    PRIMARY KEY (run_id, strategy, generation, idx)
+);
+CREATE TABLE IF NOT EXISTS generations (
+    run_id      TEXT NOT NULL,
+    strategy    TEXT NOT NULL,
+    generation  INTEGER NOT NULL,
+    hypervolume REAL NOT NULL,
+    trainings   INTEGER NOT NULL,       -- distinct trainings used so far by this strategy
+    front_size  INTEGER NOT NULL,
+    created     REAL NOT NULL,
+    PRIMARY KEY (run_id, strategy, generation)
+);
+CREATE TABLE IF NOT EXISTS missing (
+    run_id      TEXT NOT NULL,
+    arch_key    TEXT NOT NULL,
+    device      TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    created     REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS timings (
+    run_id      TEXT NOT NULL,
+    phase       TEXT NOT NULL,          -- train | export | measure
+    key         TEXT NOT NULL,
+    start       REAL NOT NULL,
+    seconds     REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run_id: str
+    name: str
+    status: str
+    created: float
+    updated: float
+    config: dict[str, Any]
+    message: str
+
+
+class RunStore:
+    """Thread-safe access to the store; each write is its own committed transaction."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection shared by the run's threads, guarded by a lock: SQLite serialises
+        # writers anyway, and this keeps "database is locked" out of the search loop.
+        self._conn = sqlite3.connect(
+            self.path, check_same_thread=False, timeout=30, isolation_level=None
+        )
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(SCHEMA)
+            self._conn.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._conn.execute(sql, args))
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # ---------------------------------------------------------------- runs
+    def create_run(self, run_id: str, name: str, config: dict[str, Any]) -> None:
+        now = time.time()
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, 'running', ?, ?, '')",
+                (run_id, name, json.dumps(config), now, now),
+            )
+
+    def set_run_status(self, run_id: str, status: str, message: str = "") -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE runs SET status = ?, updated = ?, message = ? WHERE run_id = ?",
+                (status, time.time(), message, run_id),
+            )
+
+    def run(self, run_id: str) -> RunRow | None:
+        rows = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        return self._run_row(rows[0]) if rows else None
+
+    def runs(self) -> list[RunRow]:
+        return [self._run_row(r) for r in self._query("SELECT * FROM runs ORDER BY created")]
+
+    @staticmethod
+    def _run_row(r: sqlite3.Row) -> RunRow:
+        return RunRow(
+            r["run_id"],
+            r["name"],
+            r["status"],
+            r["created"],
+            r["updated"],
+            json.loads(r["config_json"]),
+            r["message"],
+        )
+
+    # ---------------------------------------------------------------- trainings and models
+    def training(self, train_key: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM trainings WHERE train_key = ?", (train_key,))
+        if not rows:
+            return None
+        r = rows[0]
+        return {
+            "train_key": r["train_key"],
+            "arch_key": r["arch_key"],
+            "metrics": json.loads(r["metrics_json"]),
+            "seconds": r["seconds"],
+            "source": r["source"],
+        }
+
+    def add_training(
+        self,
+        train_key: str,
+        arch_key: str,
+        data_hash: str,
+        train_hash: str,
+        metrics: dict[str, Any],
+        seconds: float,
+        source: str,
+    ) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO trainings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    train_key,
+                    arch_key,
+                    data_hash,
+                    train_hash,
+                    json.dumps(metrics),
+                    seconds,
+                    source,
+                    time.time(),
+                ),
+            )
+
+    def model_for(self, train_key: str, kind: str = "int8") -> dict[str, Any] | None:
+        rows = self._query(
+            "SELECT * FROM models WHERE train_key = ? AND kind = ?", (train_key, kind)
+        )
+        return dict(rows[0]) if rows else None
+
+    def add_model(
+        self, sha256: str, train_key: str, kind: str, path: str, size: int, export_seconds: float
+    ) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (sha256, train_key, kind, path, size, export_seconds, time.time()),
+            )
+
+    def count_trainings(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM trainings")[0][0])
+
+    # ---------------------------------------------------------------- measurements
+    def measurement(
+        self, sha256: str, device: str, runtime: str, settings_hash: str
+    ) -> dict[str, Any] | None:
+        rows = self._query(
+            "SELECT result_json FROM measurements WHERE sha256 = ? AND device = ? AND runtime = ?"
+            " AND settings_hash = ?",
+            (sha256, device, runtime, settings_hash),
+        )
+        return json.loads(rows[0][0]) if rows else None
+
+    def add_measurement(
+        self,
+        sha256: str,
+        device: str,
+        runtime: str,
+        settings_hash: str,
+        result: dict[str, Any],
+        seconds: float,
+    ) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (sha256, device, runtime, settings_hash, json.dumps(result), seconds, time.time()),
+            )
+
+    def count_measurements(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM measurements")[0][0])
+
+    # ---------------------------------------------------------------- evaluations
+    def add_evaluation(
+        self,
+        run_id: str,
+        strategy: str,
+        generation: int,
+        idx: int,
+        arch_key: str | None,
+        genome: list[int],
+        objectives: dict[str, float | None],
+        violation: float,
+        status: str,
+        detail: str = "",
+        train_key: str | None = None,
+        sha256: str | None = None,
+    ) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    strategy,
+                    generation,
+                    idx,
+                    arch_key,
+                    json.dumps(genome),
+                    json.dumps(objectives),
+                    violation,
+                    status,
+                    detail,
+                    train_key,
+                    sha256,
+                    time.time(),
+                ),
+            )
+
+    def evaluations(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT * FROM evaluations WHERE run_id = ? ORDER BY strategy, generation, idx",
+            (run_id,),
+        )
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["objectives"] = json.loads(d.pop("objectives_json"))
+            d["genome"] = json.loads(d.pop("genome_json"))
+            out.append(d)
+        return out
+
+    def add_generation(
+        self,
+        run_id: str,
+        strategy: str,
+        generation: int,
+        hypervolume: float,
+        trainings: int,
+        front_size: int,
+    ) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, strategy, generation, hypervolume, trainings, front_size, time.time()),
+            )
+
+    def generations(self, run_id: str) -> list[dict[str, Any]]:
+        return [
+            dict(r)
+            for r in self._query(
+                "SELECT * FROM generations WHERE run_id = ? ORDER BY strategy, generation",
+                (run_id,),
+            )
+        ]
+
+    def add_missing(self, run_id: str, arch_key: str, device: str, reason: str) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO missing VALUES (?, ?, ?, ?, ?)",
+                (run_id, arch_key, device, reason, time.time()),
+            )
+
+    def missing(self, run_id: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._query("SELECT * FROM missing WHERE run_id = ?", (run_id,))]
+
+    def add_timing(self, run_id: str, phase: str, key: str, start: float, seconds: float) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO timings VALUES (?, ?, ?, ?, ?)", (run_id, phase, key, start, seconds)
+            )
+
+    def timings(self, run_id: str) -> list[dict[str, Any]]:
+        return [
+            dict(r)
+            for r in self._query("SELECT * FROM timings WHERE run_id = ? ORDER BY start", (run_id,))
+        ]
+
+    def model(self, sha256: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM models WHERE sha256 = ?", (sha256,))
+        return dict(rows[0]) if rows else None

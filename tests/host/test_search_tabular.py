@@ -1,0 +1,116 @@
+"""The search engine on a (synthetic) tabular benchmark: strategies, constraints, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from host.search import runner as runner_mod
+from host.search.config import parse_config
+from host.search.runner import STORE_NAME, run_search
+from host.store.sqlite import RunStore
+
+from search_fixtures import config_doc, synthetic_table  # type: ignore[import-not-found]
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synthetic_table(tmp_path_factory.mktemp("table") / "table.json")
+
+
+def _cfg(tmp_path: Path, table: Path, **sections):  # type: ignore[no-untyped-def]
+    return parse_config(config_doc(tmp_path, tabular=str(table), **sections))
+
+
+@pytest.mark.parametrize("strategy", ["roulette", "tournament", "nsga2", "spea2", "random"])
+def test_every_strategy_finds_a_front(tmp_path: Path, table: Path, strategy: str) -> None:
+    cfg = _cfg(tmp_path, table, strategy={"name": strategy, "population": 8, "generations": 3})
+    result = run_search(cfg, progress=False, report=False)
+    assert result.front and result.hypervolume > 0
+    store = RunStore(tmp_path / "runs" / STORE_NAME)
+    evs = store.evaluations(result.run_id)
+    assert {e["strategy"] for e in evs} == {strategy}
+    gens = store.generations(result.run_id)
+    assert [g["generation"] for g in gens] == list(range(len(gens)))
+    # The front's hypervolume never shrinks as the search goes on.
+    hvs = [g["hypervolume"] for g in gens]
+    assert all(b >= a - 1e-12 for a, b in zip(hvs, hvs[1:]))
+    assert store.run(result.run_id).status == "done"  # type: ignore[union-attr]
+
+
+def test_exhaustive_covers_the_bounded_space(tmp_path: Path, table: Path) -> None:
+    cfg = _cfg(tmp_path, table, strategy={"name": "exhaustive", "population": 50})
+    result = run_search(cfg, progress=False, report=False)
+    # 135 gene combinations, 90 distinct networks (a 0-block network ignores x).
+    assert result.trainings == 90
+
+
+def test_same_seed_same_search(tmp_path: Path, table: Path) -> None:
+    runs = []
+    for i in range(2):
+        cfg = _cfg(tmp_path / str(i), table)
+        result = run_search(cfg, progress=False, report=False)
+        store = RunStore(tmp_path / str(i) / "runs" / STORE_NAME)
+        runs.append([(e["generation"], e["arch_key"]) for e in store.evaluations(result.run_id)])
+    assert runs[0] == runs[1]
+    other = run_search(_cfg(tmp_path / "2", table, run={"seed": 5}), progress=False, report=False)
+    store = RunStore(tmp_path / "2" / "runs" / STORE_NAME)
+    assert [(e["generation"], e["arch_key"]) for e in store.evaluations(other.run_id)] != runs[0]
+
+
+def test_constraints_make_candidates_infeasible_before_training(tmp_path: Path,
+                                                                table: Path) -> None:
+    cfg = _cfg(tmp_path, table, constraints=[{"metric": "storage_int8_bytes", "max": 20000}])
+    result = run_search(cfg, progress=False, report=False)
+    store = RunStore(tmp_path / "runs" / STORE_NAME)
+    evs = [e for e in store.evaluations(result.run_id) if e["arch_key"]]
+    infeasible = [e for e in evs if e["status"] == "infeasible"]
+    assert infeasible, "the limit excludes part of the space"
+    assert all(e["detail"].startswith("before training: storage_int8_bytes") for e in infeasible)
+    assert all(e["violation"] > 0 for e in infeasible)
+    assert all(entry["objectives"]["storage_int8_bytes"] <= 20000 for entry in result.front)
+
+
+def test_training_budget_is_respected(tmp_path: Path, table: Path) -> None:
+    cfg = _cfg(tmp_path, table, budget={"max_trainings": 5},
+               strategy={"name": "nsga2", "population": 10, "generations": 5})
+    result = run_search(cfg, progress=False, report=False)
+    assert result.trainings == 5
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path, table: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    reference = run_search(_cfg(tmp_path / "ref", table), progress=False, report=False)
+    ref_store = RunStore(tmp_path / "ref" / "runs" / STORE_NAME)
+    expected = [(e["generation"], e["idx"], e["arch_key"])
+                for e in ref_store.evaluations(reference.run_id)]
+
+    cfg = _cfg(tmp_path / "cut", table)
+    real_record = runner_mod.SearchRun._record
+
+    def record_then_interrupt(self, generation, scored):  # type: ignore[no-untyped-def]
+        stop = real_record(self, generation, scored)
+        if generation == 1:
+            raise KeyboardInterrupt
+        return stop
+
+    monkeypatch.setattr(runner_mod.SearchRun, "_record", record_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(cfg, progress=False, report=False)
+    monkeypatch.setattr(runner_mod.SearchRun, "_record", real_record)
+    store = RunStore(tmp_path / "cut" / "runs" / STORE_NAME)
+    (row,) = store.runs()
+    assert row.status == "interrupted" and "--resume" in row.message
+    result = run_search(resume=row.run_id, out_dir=str(tmp_path / "cut" / "runs"),
+                        progress=False, report=False)
+    got = [(e["generation"], e["idx"], e["arch_key"]) for e in store.evaluations(result.run_id)]
+    assert got == expected and store.run(row.run_id).status == "done"  # type: ignore[union-attr]
+
+
+def test_unknown_run_to_resume(tmp_path: Path, table: Path) -> None:
+    from device_agent.errors import ConfigError
+
+    run_search(_cfg(tmp_path, table), progress=False, report=False)
+    with pytest.raises(ConfigError, match="no run 'nope'"):
+        run_search(resume="nope", out_dir=str(tmp_path / "runs"), progress=False)
