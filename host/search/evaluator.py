@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -112,6 +113,11 @@ class Evaluator:
         self.tabular = tabular
         # With a table, device figures come from it under these device names.
         self.table_devices = tuple(table_devices)
+        # Training and a local device share this machine's cores: unless told otherwise,
+        # leave one core to the local agent so its timings are not disturbed.
+        self.tf_threads = cfg.executor.tf_threads
+        if self.tf_threads == 0 and any(d.address == "local" for d in cfg.devices):
+            self.tf_threads = max(1, (os.cpu_count() or 2) - 1)
         self.needed_devices = {x.device for x in (*cfg.objectives, *cfg.constraints) if x.device}
         self.on_progress = on_progress or (lambda _msg: None)
         self.dataset_config = cfg.data.dataset_config(cfg.run.seed)
@@ -225,7 +231,7 @@ class Evaluator:
                     train=self.train_config,
                     models_dir=str(self.models_dir),
                     export_int8=self.cfg.budget.export_int8 or bool(self.devices),
-                    tf_threads=self.cfg.executor.tf_threads,
+                    tf_threads=self.tf_threads,
                 )
                 pending_train[self.executor.submit(job)] = key
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from search_fixtures import config_doc  # type: ignore[import-not-found]
 
 from device_agent.errors import ConfigError
 from host.search.config import load_config, parse_config
-
-from search_fixtures import config_doc  # type: ignore[import-not-found]
 
 
 def test_the_shipped_configs_are_valid() -> None:
@@ -21,7 +20,7 @@ def test_the_shipped_configs_are_valid() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"strategy": {"name": "annealing"}}, "strategy.name = 'annealing' is not one of: roulette"),
+        ({"strategy": {"name": "annealing"}}, "strategy.name = 'annealing' is not one of"),
         ({"strategy": {"populaton": 3}}, "unknown key strategy.populaton; allowed in [strategy]"),
         ({"strategy": {"mutation_prob": 1.5}}, "strategy.mutation_prob must be in [0, 1]"),
         ({"bogus": {}}, "unknown key config.bogus"),

@@ -14,12 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from search_fixtures import config_doc  # type: ignore[import-not-found]
 
 from host.search.config import parse_config
 from host.search.runner import STORE_NAME, run_search
 from host.store.sqlite import RunStore
-
-from search_fixtures import config_doc  # type: ignore[import-not-found]
 
 HOST = [sys.executable, "-m", "host.cli"]
 
