@@ -118,7 +118,9 @@ class Evaluator:
         self.tf_threads = cfg.executor.tf_threads
         if self.tf_threads == 0 and any(d.address == "local" for d in cfg.devices):
             self.tf_threads = max(1, (os.cpu_count() or 2) - 1)
-        self.needed_devices = {x.device for x in (*cfg.objectives, *cfg.constraints) if x.device}
+        self.needed_devices = {o.device for o in cfg.objectives if o.device} | {
+            c.device for c in cfg.constraints if c.device
+        }
         self.on_progress = on_progress or (lambda _msg: None)
         self.dataset_config = cfg.data.dataset_config(cfg.run.seed)
         self.train_config = cfg.train.train_config(cfg.run.seed)
