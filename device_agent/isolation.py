@@ -1,7 +1,9 @@
 """Run candidates in a child process, so a model that crashes the runtime spares the agent.
 
-`IsolatedWorker` keeps one `device_agent.worker` process warm (starting a runtime costs far
-more than the overhead budget of a cached measurement) and talks to it over two pipes.
+`IsolatedWorker` keeps one worker process warm (starting a runtime costs far more than the
+overhead budget of a cached measurement) and talks to it over two pipes. The worker is
+`device_agent.worker` by default; any module whose `main()` follows the same protocol can be
+run this way (the host's TFLite converter is one).
 When the child dies (a segfault in the runtime, the kernel's OOM killer, an abort) or
 overruns its deadline (it is killed), the call raises `MeasurementFailed` with the reason,
 and the next call starts a fresh child.
@@ -47,7 +49,13 @@ class IsolatedWorker:
         runtime: str | None = None,
         memory_limit_bytes: int | None = None,
         start_timeout_s: float = 60.0,
+        module: str = "device_agent.worker",
+        label: str = "the runtime",
+        executable: str | None = None,
     ) -> None:
+        self.module = module
+        self.label = label  # how messages name what ran: "the runtime", "the converter"
+        self.executable = executable or sys.executable
         self.runtime_preference = runtime
         self.memory_limit_bytes = memory_limit_bytes
         self.start_timeout_s = start_timeout_s
@@ -79,9 +87,9 @@ class IsolatedWorker:
         if self.memory_limit_bytes:
             env["HILNAS_WORKER_MEMORY_LIMIT"] = str(self.memory_limit_bytes)
         cmd = [
-            sys.executable,
+            self.executable,
             "-m",
-            "device_agent.worker",
+            self.module,
             str(req_r),
             str(resp_w),
             self.runtime_preference or "",
@@ -105,9 +113,7 @@ class IsolatedWorker:
         ready = self._read_frame(time.monotonic() + self.start_timeout_s, "start")
         if not ready.get("ok"):
             self._kill_locked()
-            raise DeviceUnavailable(
-                f"the measurement worker could not start: {ready.get('message')}"
-            )
+            raise DeviceUnavailable(f"{self.label} could not start: {ready.get('message')}")
         self.runtime_info = ready["runtime"]
         log.info("worker %s started with %s", self._proc.pid, self.runtime_info)
         return ready["runtime"]
@@ -168,7 +174,7 @@ class IsolatedWorker:
             self._kill_locked()
             self.restarts += 1
             raise MeasurementFailed(
-                f"the runtime did not finish {what} before its deadline; worker {pid} was killed"
+                f"{self.label} did not finish {what} before its deadline; worker {pid} was killed"
             ) from None
         except EOFError:
             proc = self._proc
@@ -177,7 +183,7 @@ class IsolatedWorker:
             self.restarts += 1
             tail = " | ".join(list(self._stderr_tail)[-3:])
             raise MeasurementFailed(
-                f"the runtime crashed during {what} ({_signal_name(code)})"
+                f"{self.label} crashed during {what} ({_signal_name(code)})"
                 + (f"; last output: {tail}" if tail else "")
             ) from None
 
@@ -199,7 +205,7 @@ class IsolatedWorker:
                 os.write(self._req_w, _HEADER.pack(len(payload)) + payload)
             except BrokenPipeError:
                 self._kill_locked()
-                raise MeasurementFailed("the measurement worker exited unexpectedly") from None
+                raise MeasurementFailed(f"{self.label} exited unexpectedly") from None
             deadline = time.monotonic() + timeout_s
             while True:
                 frame = self._read_frame(deadline, op)

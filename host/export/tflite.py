@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
-import signal
-import subprocess
+import re
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -162,27 +163,44 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
+_CONVERTERS: dict[str, Any] = {}
+_CONVERTERS_LOCK = threading.Lock()
+
+
+def _converter() -> Any:
+    """The warm converter process for this interpreter (one per `sys.executable`)."""
+    from device_agent.isolation import IsolatedWorker
+
+    with _CONVERTERS_LOCK:
+        worker = _CONVERTERS.get(sys.executable)
+        if worker is None:
+            worker = IsolatedWorker(
+                module="host.export.convert_worker",
+                label="the TFLite converter",
+                executable=sys.executable,
+                start_timeout_s=300.0,
+            )
+            _CONVERTERS[sys.executable] = worker
+            atexit.register(worker.close)
+        return worker
+
+
 def _run_child(request: Path, timeout: float) -> None:
-    env = dict(os.environ)
-    env.setdefault("TF_USE_LEGACY_KERAS", "1")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    cmd = [sys.executable, "-m", "host.export.tflite", str(request)]
+    """Convert in the warm converter process; a crash or a hang is a ConversionError."""
+    from device_agent.errors import HilnasError
+
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired as exc:
-        raise ConversionError(
-            f"the TFLite converter did not finish within {timeout:.0f} s"
-        ) from exc
-    if proc.returncode == 0:
-        return
-    tail = "\n".join((proc.stderr or "").strip().splitlines()[-8:])
-    if proc.returncode < 0:
-        try:
-            sig = signal.Signals(-proc.returncode).name
-        except ValueError:
-            sig = str(-proc.returncode)
-        raise ConversionError(f"the TFLite converter crashed ({sig}); last output:\n{tail}")
-    raise ConversionError(f"TFLite conversion failed: {tail}")
+        _converter().call("convert", timeout_s=timeout, request_path=str(request))
+    except HilnasError as exc:
+        text = str(exc)
+        if "crashed" in text:
+            raise ConversionError(re.sub(r" during \w+", "", text)) from None
+        if "deadline" in text:
+            raise ConversionError(
+                f"the TFLite converter did not finish within {timeout:.0f} s"
+            ) from None
+        raise ConversionError(f"TFLite conversion failed: {text}") from None
 
 
 # ---- child side (python -m host.export.tflite REQUEST.json) --------------------------------
