@@ -387,10 +387,6 @@ def run_search(
         run.close(cancel=True)
         raise
     front = run.write_front()
-    if report:
-        from host.report import build_report
-
-        build_report(store, run_id, run.run_dir)
     hv = run.current_hypervolume()
     trained = len(run.strategy_trained)
     missing = store.missing(run_id)
@@ -399,6 +395,10 @@ def run_search(
         message += f"; {len(missing)} measurements missing (devices left the run)"
     store.set_run_status(run_id, "done", message)
     run.close()
+    if report:
+        from host.report import build_report
+
+        build_report(store, run_id, run.run_dir)
     return RunResult(run_id, run.run_dir, "done", front, trained, hv)
 
 
