@@ -101,6 +101,38 @@ pos_loop:
 }
 
 // ----------------------------------------------------------------------------------------
+// The matrix-vector core shared by pointwise convolution and dense layers: for one input
+// vector x[NIN], UF outputs x UC inputs per cycle, int32 accumulation from the bias, then
+// requantization of each output to int8 (ROUNDING as in requantize()).
+template <int NIN, int NOUT, int UF, int UC, int ROUNDING = DOUBLE_ROUNDING>
+inline void matvec_requant(const act_t x[NIN], hls::stream<act_t>& out,
+                           const wgt_t W[NOUT][NIN], const acc_t B[NOUT],
+                           const int32_t M[NOUT], const int32_t S[NOUT], const QuantCtx q) {
+#pragma HLS INLINE
+  for (int f0 = 0; f0 < NOUT; f0 += UF) {
+    int32_t acc[UF];
+#pragma HLS ARRAY_PARTITION variable = acc complete
+    for (int fu = 0; fu < UF; ++fu) acc[fu] = B[f0 + fu];
+    for (int c0 = 0; c0 < NIN; c0 += UC) {
+#pragma HLS PIPELINE II = 1
+      for (int fu = 0; fu < UF; ++fu) {
+#pragma HLS UNROLL
+        for (int cu = 0; cu < UC; ++cu) {
+#pragma HLS UNROLL
+          const int32_t v = static_cast<int32_t>(x[c0 + cu]) - q.in_zp;
+          acc[fu] += v * static_cast<int32_t>(W[f0 + fu][c0 + cu]);
+        }
+      }
+    }
+    for (int fu = 0; fu < UF; ++fu) {
+#pragma HLS PIPELINE II = 1
+      const int f = f0 + fu;
+      out.write(requantize(acc[fu], M[f], S[f], q.out_zp, q.act_min, q.act_max, ROUNDING));
+    }
+  }
+}
+
+// ----------------------------------------------------------------------------------------
 // Pointwise (kernel 1, stride 1) convolution: the second half of a depthwise-separable
 // block. No line buffer: each input position is a vector of CIN values.
 //   W[COUT][CIN] (TFLite CONV_2D filter [COUT, 1, 1, CIN]).
@@ -119,27 +151,7 @@ pos_loop:
 #pragma HLS PIPELINE II = 1
       x[c] = in.read();
     }
-    for (int f0 = 0; f0 < COUT; f0 += UF) {
-      int32_t acc[UF];
-#pragma HLS ARRAY_PARTITION variable = acc complete
-      for (int fu = 0; fu < UF; ++fu) acc[fu] = B[f0 + fu];
-      for (int c0 = 0; c0 < CIN; c0 += UC) {
-#pragma HLS PIPELINE II = 1
-        for (int fu = 0; fu < UF; ++fu) {
-#pragma HLS UNROLL
-          for (int cu = 0; cu < UC; ++cu) {
-#pragma HLS UNROLL
-            const int32_t v = static_cast<int32_t>(x[c0 + cu]) - q.in_zp;
-            acc[fu] += v * static_cast<int32_t>(W[f0 + fu][c0 + cu]);
-          }
-        }
-      }
-      for (int fu = 0; fu < UF; ++fu) {
-#pragma HLS PIPELINE II = 1
-        const int f = f0 + fu;
-        out.write(requantize(acc[fu], M[f], S[f], q.out_zp, q.act_min, q.act_max));
-      }
-    }
+    matvec_requant<CIN, COUT, UF, UC>(x, out, W, B, M, S, q);
   }
 }
 
@@ -290,27 +302,7 @@ void dense(hls::stream<act_t>& in, hls::stream<act_t>& out, const wgt_t W[NOUT][
 #pragma HLS PIPELINE II = 1
     x[i] = in.read();
   }
-  for (int f0 = 0; f0 < NOUT; f0 += UF) {
-    int32_t acc[UF];
-#pragma HLS ARRAY_PARTITION variable = acc complete
-    for (int fu = 0; fu < UF; ++fu) acc[fu] = B[f0 + fu];
-    for (int c0 = 0; c0 < NIN; c0 += UC) {
-#pragma HLS PIPELINE II = 1
-      for (int fu = 0; fu < UF; ++fu) {
-#pragma HLS UNROLL
-        for (int cu = 0; cu < UC; ++cu) {
-#pragma HLS UNROLL
-          const int32_t v = static_cast<int32_t>(x[c0 + cu]) - q.in_zp;
-          acc[fu] += v * static_cast<int32_t>(W[f0 + fu][c0 + cu]);
-        }
-      }
-    }
-    for (int fu = 0; fu < UF; ++fu) {
-#pragma HLS PIPELINE II = 1
-      const int f = f0 + fu;
-      out.write(requantize(acc[fu], M[f], S[f], q.out_zp, q.act_min, q.act_max, ROUNDING));
-    }
-  }
+  matvec_requant<NIN, NOUT, UF, UC, ROUNDING>(x, out, W, B, M, S, q);
 }
 
 // ----------------------------------------------------------------------------------------
