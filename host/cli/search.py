@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +68,12 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(
             "hilnas: search interrupted; completed work is stored. Resume with "
-            "`hilnas search --resume RUN` (see `hilnas runs`)."
+            "`hilnas search --resume RUN` (see `hilnas runs`).",
+            flush=True,
         )
-        return 130
+        # Every finished training and measurement is committed; do not wait for the
+        # training in flight (interpreter exit would join its thread).
+        os._exit(130)
     if args.json:
         print(
             json.dumps(
