@@ -79,29 +79,23 @@ class SearchRun:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.space: Any = get_space(cfg.space.name, **dict(cfg.space.bounds))
         self.costs = _costs_fn(cfg, self.space)
-        # Genes that build the same network (BioNet: the filter step of a 0-block network)
-        # map to one key, so that network is trained and measured once.
-        self.canonical = {a.key(): a.key() for a in self.space.architectures(bounded=False)}
-        if hasattr(self.space, "distinct_architectures"):
-            for a in self.space.architectures(bounded=False):
-                same = next(
-                    d
-                    for d in self.space.distinct_architectures(bounded=False)
-                    if (d.filters, d.lstm_cells) == (a.filters, a.lstm_cells)
-                )
-                self.canonical[a.key()] = same.key()
+        # Genes that build the same network map to one key: it is trained and measured once.
+        self.canonical = {
+            a.key(): self.space.canonical(a).key() for a in self.space.architectures(bounded=False)
+        }
         self.progress = progress
         self.tabular = Tabular(Path(cfg.tabular)) if cfg.tabular else None
-        # With a table, device objectives come from it and no device is contacted.
-        self.devices = _open_devices(cfg) if not self.tabular else {}
-        self.executor = None
         if self.tabular is None:
-            from host.executors import make_executor
             from host.search.jobs import load_dataset
 
             # Load (and cache) the dataset now: a missing or wrong dataset stops the run
             # here with its own error, before any device or training is set up.
             load_dataset(cfg.data.dataset_config(cfg.run.seed))
+        # With a table, device objectives come from it and no device is contacted.
+        self.devices = _open_devices(cfg) if not self.tabular else {}
+        self.executor = None
+        if self.tabular is None:
+            from host.executors import make_executor
 
             self.executor = make_executor(
                 cfg.executor.kind, cfg.executor.workers, cfg.executor.ray_address

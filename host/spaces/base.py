@@ -29,6 +29,14 @@ class Space(ABC):
         """Return the number of architectures (with or without the upper bounds)."""
         return len(self.architectures(bounded))
 
+    def canonical(self, arch: Any) -> Any:
+        """Return the one architecture that stands for every gene set building this network.
+
+        A search trains and measures each network once; spaces whose genes can describe the
+        same network twice override this. Default: the architecture itself.
+        """
+        return arch
+
     @abstractmethod
     def contains(self, arch: Any) -> bool:
         """Whether `arch` is in the bounded space."""

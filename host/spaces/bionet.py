@@ -198,6 +198,13 @@ class BioNetSpace(Space):
             seen.setdefault((a.filters, a.lstm_cells), a)
         return list(seen.values())
 
+    def canonical(self, arch: BioNetArch) -> BioNetArch:
+        """With 0 blocks the filter step changes nothing: b0-x1..x4 are one network."""
+        for d in self.distinct_architectures(bounded=False):
+            if (d.filters, d.lstm_cells) == (arch.filters, arch.lstm_cells):
+                return d
+        return arch
+
     def contains(self, arch: Any) -> bool:
         return isinstance(arch, BioNetArch) and self._within_bounds(arch)
 
