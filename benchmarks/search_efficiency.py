@@ -3,7 +3,8 @@ exhaustive front's hypervolume (f1_macro on validation vs int8 storage), over 20
 
 BioNetExplorer reports its GAs need on average 9x fewer trainings than exhaustive search.
 Each strategy runs with the paper's settings (crossover 0.4, mutation 0.11) and a
-population of 10, for up to 30 generations; random search samples without replacement one
+population of 6 (the count of trainings grows one generation at a time), for up to 30
+generations; random search samples without replacement one
 architecture at a time. "Trainings" are distinct architectures looked up in the table.
 
     .venv/bin/python benchmarks/search_efficiency.py [--table benchmarks/tabular/bionet_nva.json]
@@ -25,8 +26,9 @@ STRATEGIES = ("roulette", "tournament", "nsga2", "spea2", "random")
 
 
 def config(table: Path, out: Path, strategy: str, seed: int, generations: int,
-           population: int) -> dict:
+           population: int, bounds: dict | None = None) -> dict:
     doc = {
+        "space": {"name": "bionet", "bounds": bounds or {}},
         "run": {"name": f"{strategy}-{seed}", "seed": seed, "out_dir": str(out)},
         "data": {"preset": "normal-vs-anomalous"},
         "strategy": {"name": strategy, "population": population, "generations": generations},
@@ -53,11 +55,14 @@ def main() -> int:
                         default=REPO / "benchmarks" / "tabular" / "bionet_nva.json")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--generations", type=int, default=30)
-    parser.add_argument("--population", type=int, default=10)
+    parser.add_argument("--population", type=int, default=6)
     parser.add_argument("--target", type=float, default=0.98)
+    parser.add_argument("--max-blocks", type=int, default=None,
+                        help="search only networks of at most this many blocks (a partial table)")
     args = parser.parse_args()
+    bounds = {"max_blocks": args.max_blocks} if args.max_blocks is not None else {}
     out = Path(tempfile.mkdtemp(prefix="hilnas-efficiency-"))
-    exhaustive = run_search(parse_config(config(args.table, out, "exhaustive", 0, 1, 1)),
+    exhaustive = run_search(parse_config(config(args.table, out, "exhaustive", 0, 1, 1, bounds)),
                             progress=False, report=False)
     target = args.target * exhaustive.hypervolume
     print(f"table: {args.table} ({exhaustive.trainings} distinct architectures)")
@@ -71,7 +76,7 @@ def main() -> int:
         for seed in range(args.seeds):
             gens = args.generations if strategy != "random" else exhaustive.trainings
             result = run_search(parse_config(config(args.table, out, strategy, seed, gens,
-                                                    args.population)),
+                                                    args.population, bounds)),
                                 progress=False, report=False)
             needed.append(trainings_to_target(out, result.run_id, target))
         reached = [n for n in needed if n is not None]

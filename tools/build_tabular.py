@@ -34,6 +34,12 @@ def main() -> int:
     parser.add_argument(
         "--out", type=Path, default=REPO / "benchmarks" / "tabular" / "bionet_nva.json"
     )
+    parser.add_argument(
+        "--dump-only",
+        action="store_true",
+        help="write the table from what the store holds now (a partial table while a build "
+        "is still running); train nothing",
+    )
     args = parser.parse_args()
     cfg = load_config(args.config)
     store_path = Path(cfg.run.out_dir) / STORE_NAME
@@ -42,12 +48,19 @@ def main() -> int:
         unfinished = [r for r in RunStore(store_path).runs() if r.status != "done"]
         resume = unfinished[-1].run_id if unfinished else None
     t0 = time.time()
-    result = run_search(
-        None if resume else cfg, resume=resume, out_dir=cfg.run.out_dir, report=False
-    )
+    if args.dump_only:
+        runs = RunStore(store_path).runs() if store_path.exists() else []
+        if not runs:
+            raise SystemExit(f"nothing to dump: no run in {store_path}")
+        run_id, complete = runs[-1].run_id, runs[-1].status == "done"
+    else:
+        result = run_search(
+            None if resume else cfg, resume=resume, out_dir=cfg.run.out_dir, report=False
+        )
+        run_id, complete = result.run_id, True
     store = RunStore(store_path)
     rows = {}
-    for ev in store.evaluations(result.run_id):
+    for ev in store.evaluations(run_id):
         if ev["arch_key"] is None or ev["train_key"] is None:
             continue
         training = store.training(ev["train_key"])
@@ -79,7 +92,8 @@ def main() -> int:
             "config": str(args.config.relative_to(REPO)),
             "budget": cfg.to_json()["train"],
             "data": cfg.to_json()["data"],
-            "run": result.run_id,
+            "run": run_id,
+            "complete": complete,
             "built": time.strftime("%Y-%m-%d"),
             "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
             "build_seconds_this_session": round(time.time() - t0),
