@@ -12,7 +12,7 @@ from device_agent.auth import TOKEN_ENV, load_token
 from host.fleet.device import Device
 
 
-def add_device_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+def add_device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--token-file", type=Path, help=f"bearer token for the agent (default ${TOKEN_ENV})"
     )

@@ -55,6 +55,12 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def _bytes(f: Figure) -> str:
+    if f.value is None:
+        return f"unavailable ({f.note})"
+    return f"{human_bytes(f.value)} [{f.source.value}]"
+
+
 def _fig(f: Figure, fmt: str = "{:.0f}") -> str:
     if f.value is None:
         return f"unavailable ({f.note})"
@@ -114,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
         f"+/-{lat.median_ci95_relative:.2%}; timer: {lat.timer}"
     )
     print(
-        f"memory  peak RSS {_fig(mem.peak_rss_bytes)} B  model {_fig(mem.model_bytes)} B  "
-        f"arena {_fig(mem.arena_bytes)}"
+        f"memory  peak RSS {_bytes(mem.peak_rss_bytes)}  model {_bytes(mem.model_bytes)}  "
+        f"arena {_bytes(mem.arena_bytes)}"
     )
     print(
         f"power   {_fig(power.mean_power_mw, '{:.1f}')} mW  energy/inference "
@@ -127,5 +133,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"operators [{profile.source.value}] ({profile.method}):")
         for op in sorted(profile.ops, key=lambda o: -o.mean_us):
             print(f"  #{op.index:<3} {op.op:<32} {op.mean_us:10.1f} us  {op.fraction:6.1%}")
-    _ = human_bytes
     return 0

@@ -34,6 +34,22 @@ struct QuantCtx {
 };
 
 // ----------------------------------------------------------------------------------------
+// The line buffer of the 1-D convolutions: shift the K x CIN window by one position and
+// append the next input position (a shift register in hardware).
+template <int K, int CIN>
+inline void shift_in(act_t win[K][CIN], hls::stream<act_t>& in) {
+#pragma HLS INLINE
+  for (int k = 0; k < K - 1; ++k) {
+#pragma HLS UNROLL
+    for (int c = 0; c < CIN; ++c) win[k][c] = win[k + 1][c];
+  }
+  for (int c = 0; c < CIN; ++c) {
+#pragma HLS PIPELINE II = 1
+    win[K - 1][c] = in.read();
+  }
+}
+
+// ----------------------------------------------------------------------------------------
 // Standard 1-D convolution, 'valid' padding.
 //   W[COUT][K][CIN] (TFLite CONV_2D filter [COUT, 1, K, CIN]), B[COUT] int32,
 //   M[COUT], S[COUT]: per-channel requantization multiplier and shift.
@@ -57,15 +73,7 @@ void conv1d(hls::stream<act_t>& in, hls::stream<act_t>& out, const wgt_t W[COUT]
   int produced = 0;
 pos_loop:
   for (int pos = 0; pos < L; ++pos) {
-    // Shift the window by one position and append the new one (a shift register in HW).
-    for (int k = 0; k < K - 1; ++k) {
-#pragma HLS UNROLL
-      for (int c = 0; c < CIN; ++c) win[k][c] = win[k + 1][c];
-    }
-    for (int c = 0; c < CIN; ++c) {
-#pragma HLS PIPELINE II = 1
-      win[K - 1][c] = in.read();
-    }
+    shift_in<K, CIN>(win, in);
     const int first = pos - (K - 1);  // input index of the window's first tap
     if (first < 0 || first % STRIDE != 0 || produced >= LOUT) continue;
     ++produced;
@@ -178,14 +186,7 @@ void depthwise1d(hls::stream<act_t>& in, hls::stream<act_t>& out,
   int produced = 0;
 pos_loop:
   for (int pos = 0; pos < L; ++pos) {
-    for (int k = 0; k < K - 1; ++k) {
-#pragma HLS UNROLL
-      for (int c = 0; c < CIN; ++c) win[k][c] = win[k + 1][c];
-    }
-    for (int c = 0; c < CIN; ++c) {
-#pragma HLS PIPELINE II = 1
-      win[K - 1][c] = in.read();
-    }
+    shift_in<K, CIN>(win, in);
     const int first = pos - (K - 1);
     if (first < 0 || first % STRIDE != 0 || produced >= LOUT) continue;
     ++produced;
