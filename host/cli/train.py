@@ -21,6 +21,8 @@ def register(sub: Any) -> None:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--clipnorm", type=float, default=1.0,
+                   help="clip each gradient to this L2 norm (default 1.0; 0 turns it off)")
     p.add_argument("--patience", type=int, default=3)
     p.add_argument("--class-weights", choices=["balanced"], default=None)
     p.add_argument("--out", required=True, help="output folder")
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        clipnorm=args.clipnorm or None,
         patience=args.patience,
         class_weights=args.class_weights,
         seed=args.seed,

@@ -88,6 +88,8 @@ class DataConfig:
     preset: str = "normal-vs-anomalous"
     records: tuple[str, ...] | None = None
     window: int = 256
+    # Resample to this rate (Hz) before windowing; None keeps the record's own (360 Hz).
+    sample_rate: int | None = None
     lead: str = "MLII"
     normalization: str = "zscore"
     split: str = "patient"
@@ -109,6 +111,7 @@ class DataConfig:
             custom=self.custom,
             records=self.records,
             window=self.window,
+            sample_rate=self.sample_rate,
             lead=self.lead,
             normalization=self.normalization,
             split=self.split,
@@ -131,6 +134,7 @@ class TrainSection:
     epochs: int = 5
     batch_size: int = 64
     learning_rate: float = 1e-3
+    clipnorm: float | None = 1.0  # 0 turns gradient clipping off
     patience: int | None = 2
     class_weights: str | None = "balanced"
     dropout: float = 0.2
@@ -142,6 +146,7 @@ class TrainSection:
             epochs=self.epochs,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
+            clipnorm=self.clipnorm or None,
             patience=self.patience,
             class_weights=self.class_weights,
             dropout=self.dropout,
@@ -161,10 +166,17 @@ class StrategyConfig:
     tournament_size: int = 3
     random_fraction: float = 0.1
     encoding: str = "binary"
+    # What the GAs do with an offspring whose network this run has already evaluated (or
+    # that is outside the bounded space): "keep" it, as BioNetExplorer's GAs do (it costs
+    # no training, the result comes from the store, but the generation explores nothing
+    # new), or "remutate" it until it is a new network of the space (pymoo's duplicate
+    # elimination; see docs/decisions.md, "Duplicate offspring").
+    duplicates: str = "keep"
 
     def __post_init__(self) -> None:
         _choice(self.name, STRATEGIES, "strategy.name")
         _choice(self.encoding, ("binary", "integer"), "strategy.encoding")
+        _choice(self.duplicates, ("keep", "remutate"), "strategy.duplicates")
         _positive(self.population, "strategy.population")
         _positive(self.generations, "strategy.generations")
         _positive(self.tournament_size, "strategy.tournament_size")

@@ -83,6 +83,9 @@ class SearchRun:
         self.canonical = {
             a.key(): self.space.canonical(a).key() for a in self.space.architectures(bounded=False)
         }
+        self.bounded_keys = {
+            self.canonical[a.key()] for a in self.space.architectures(bounded=True)
+        }
         self.progress = progress
         self.tabular = Tabular(Path(cfg.tabular)) if cfg.tabular else None
         if self.tabular is None:
@@ -193,6 +196,14 @@ class SearchRun:
             self._bar.update(len(genomes))
         return scored
 
+    def candidate_key(self, genome: list[int]) -> str | None:
+        """The canonical key of the network `genome` builds, if it is in the bounded space."""
+        space: Any = self.space
+        decode = space.decode if self.cfg.strategy.encoding == "binary" else space.decode_int
+        arch = decode(genome)
+        key = self.canonical[arch.key()] if arch is not None else None
+        return key if key in self.bounded_keys else None
+
     def front_indices(self) -> tuple[list[Evaluation], list[int]]:
         feasible = [e for e in self.explored.values() if e.feasible]
         points = [self.normaliser.normalise(e.objectives) for e in feasible]
@@ -261,9 +272,13 @@ class SearchRun:
                         self.cfg, self.space, self.cfg.run.seed, self._evaluate, self._record
                     )
                 else:
-                    GeneticStrategy(self.cfg, self.space, self.normaliser, self.cfg.run.seed).run(
-                        self._evaluate, self._record
-                    )
+                    GeneticStrategy(
+                        self.cfg,
+                        self.space,
+                        self.normaliser,
+                        self.cfg.run.seed,
+                        key_of=self.candidate_key,
+                    ).run(self._evaluate, self._record)
             finally:
                 self._outer = self._bar = None
 

@@ -47,6 +47,15 @@ class Scored:
 EvaluateFn = Callable[[list[list[int]], int], list[Scored]]
 # record(generation, scored of this generation) -> True to stop (budget reached)
 RecordFn = Callable[[int, list[Scored]], bool]
+# key_of(genome) -> the canonical key of the network it builds if that network is in the
+# bounded space (a candidate that would be trained), else None
+KeyFn = Callable[[list[int]], "str | None"]
+
+# How often an offspring is mutated again, at most, to make it a network the run has not
+# evaluated yet (strategy.duplicates = "remutate"). One bit flip moves a chromosome to a
+# neighbour, so a few tries find a new network unless the neighbourhood is exhausted; the
+# limit only bounds the work once the space itself is nearly exhausted.
+MAX_REMUTATIONS = 50
 
 
 class _Individual(list[int]):
@@ -67,8 +76,19 @@ def _own_random(state: list[Any]) -> Iterator[None]:
 
 
 class GeneticStrategy:
-    def __init__(self, cfg: SearchConfig, space: Any, normaliser: Normaliser, seed: int) -> None:
+    def __init__(
+        self,
+        cfg: SearchConfig,
+        space: Any,
+        normaliser: Normaliser,
+        seed: int,
+        key_of: KeyFn | None = None,
+    ) -> None:
         self.cfg, self.space, self.normaliser = cfg, space, normaliser
+        if cfg.strategy.duplicates == "remutate" and key_of is None:
+            raise ConfigError("strategy.duplicates = 'remutate' needs the space's keys")
+        self.key_of = key_of
+        self.seen: set[str] = set()  # networks this run has evaluated (for "remutate")
         self.s = cfg.strategy
         self.single = self.s.name in SINGLE_OBJECTIVE
         rng = random.Random(seed)
@@ -154,6 +174,8 @@ class GeneticStrategy:
             return ind
 
         def score(individuals: list[_Individual], generation: int) -> bool:
+            if self.key_of is not None:
+                self.seen.update(k for i in individuals if (k := self.key_of(list(i))))
             scored = evaluate([list(i) for i in individuals], generation)
             for ind, sc in zip(individuals, scored, strict=True):
                 self._assign(ind, sc)
@@ -179,11 +201,33 @@ class GeneticStrategy:
                         self.s.mutation_prob,
                     )
                 offspring = [self._copy(o) for o in offspring]
+                if self.s.duplicates == "remutate":
+                    self._remutate_duplicates(offspring)
             stop = score(offspring, generation)
             with _own_random(self._state):
                 population = offspring if self.single else self._select(population + offspring, mu)
             if stop:
                 return
+
+    def _remutate_duplicates(self, offspring: list[_Individual]) -> None:
+        """Mutate each offspring again until it builds a network not evaluated so far.
+
+        Siblings count as evaluated too, so one generation never proposes a network twice.
+        Draws from the strategy's own generator (called inside `_own_random`), so a
+        resumed run makes the same choices. An offspring that finds no new network within
+        MAX_REMUTATIONS tries (the space is nearly exhausted) is kept as it is.
+        """
+        assert self.key_of is not None
+        claimed = set(self.seen)
+        for child in offspring:
+            key = self.key_of(list(child))
+            for _ in range(MAX_REMUTATIONS):
+                if key is not None and key not in claimed:
+                    break
+                (child,) = self.toolbox.mutate(child)
+                key = self.key_of(list(child))
+            if key is not None:
+                claimed.add(key)
 
     def _copy(self, ind: _Individual) -> _Individual:
         out = _Individual(list(ind))

@@ -55,3 +55,27 @@ def test_overrides_apply_before_validation(tmp_path: Path) -> None:
     assert cfg.strategy.name == "spea2" and cfg.run.seed == 7
     with pytest.raises(ConfigError, match="demo.toml: strategy.name"):
         load_config(path, {"strategy.name": "nope"})
+
+
+def test_every_key_is_documented() -> None:
+    """docs/configuration.md lists every key the parser accepts, under its own table."""
+    import dataclasses
+    import re
+
+    from host.search import config as c
+
+    text = Path("docs/configuration.md").read_text()
+    tables = {
+        "run": c.RunConfig, "data": c.DataConfig, "space": c.SpaceConfig,
+        "train": c.TrainSection, "strategy": c.StrategyConfig, "objectives": c.Objective,
+        "constraints": c.Constraint, "cost": c.CostConfig, "devices": c.DeviceConfig,
+        "measure": c.MeasureSection, "executor": c.ExecutorConfig, "budget": c.BudgetConfig,
+    }
+    assert set(tables) | {"tabular"} == c.TOP_LEVEL
+    sections = dict(re.findall(r"^## `\[{1,2}(\w+)\]{1,2}`\n(.*?)(?=^## |\Z)", text, re.M | re.S))
+    for name, cls in tables.items():
+        assert name in sections, f"docs/configuration.md has no section for [{name}]"
+        documented = set(re.findall(r"^\| `(\w+)` \|", sections[name], re.M))
+        keys = {f.name for f in dataclasses.fields(cls)}
+        assert keys == documented, f"[{name}]: undocumented {keys - documented}, " \
+                                   f"stale {documented - keys}"

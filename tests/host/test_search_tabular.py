@@ -113,3 +113,55 @@ def test_unknown_run_to_resume(tmp_path: Path, table: Path) -> None:
     run_search(_cfg(tmp_path, table), progress=False, report=False)
     with pytest.raises(ConfigError, match="no run 'nope'"):
         run_search(resume="nope", out_dir=str(tmp_path / "runs"), progress=False)
+
+
+@pytest.mark.parametrize("strategy", ["nsga2", "tournament"])
+def test_remutated_offspring_are_new_networks(tmp_path: Path, table: Path, strategy: str) -> None:
+    """With duplicates = "remutate" every generation trains only networks not seen before."""
+    strategy_doc = {"name": strategy, "population": 6, "generations": 6}
+    kept = run_search(_cfg(tmp_path / "keep", table, strategy=strategy_doc),
+                      progress=False, report=False)
+    cfg = _cfg(tmp_path / "new", table, strategy={**strategy_doc, "duplicates": "remutate"})
+    result = run_search(cfg, progress=False, report=False)
+    store = RunStore(tmp_path / "new" / "runs" / STORE_NAME)
+    seen: set[str] = set()
+    for g in range(1, 7):
+        keys = [e["arch_key"] for e in store.evaluations(result.run_id) if e["generation"] == g]
+        assert len(keys) == 6 and None not in keys, "every offspring is a network of the space"
+        assert len(set(keys)) == 6 and not seen & set(keys), f"generation {g} repeats a network"
+        seen |= set(keys)
+    # 6 new networks per generation, where the paper's GA re-proposes known ones.
+    assert result.trainings == 6 * 7 > kept.trainings
+
+
+def test_remutated_search_resumes_to_the_same_result(tmp_path: Path, table: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    strategy = {"name": "nsga2", "population": 5, "generations": 4, "duplicates": "remutate"}
+    reference = run_search(_cfg(tmp_path / "ref", table, strategy=strategy),
+                           progress=False, report=False)
+    expected = [(e["generation"], e["arch_key"]) for e in
+                RunStore(tmp_path / "ref" / "runs" / STORE_NAME).evaluations(reference.run_id)]
+    real_record = runner_mod.SearchRun._record
+
+    def record_then_interrupt(self, generation, scored):  # type: ignore[no-untyped-def]
+        stop = real_record(self, generation, scored)
+        if generation == 2:
+            raise KeyboardInterrupt
+        return stop
+
+    monkeypatch.setattr(runner_mod.SearchRun, "_record", record_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(_cfg(tmp_path / "cut", table, strategy=strategy), progress=False, report=False)
+    monkeypatch.setattr(runner_mod.SearchRun, "_record", real_record)
+    store = RunStore(tmp_path / "cut" / "runs" / STORE_NAME)
+    (row,) = store.runs()
+    result = run_search(resume=row.run_id, out_dir=str(tmp_path / "cut" / "runs"),
+                        progress=False, report=False)
+    assert [(e["generation"], e["arch_key"]) for e in store.evaluations(result.run_id)] == expected
+
+
+def test_unknown_duplicates_policy_is_named(tmp_path: Path, table: Path) -> None:
+    from device_agent.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="strategy.duplicates = 'drop' is not one of: keep"):
+        _cfg(tmp_path, table, strategy={"name": "nsga2", "duplicates": "drop"})

@@ -34,6 +34,8 @@ def test_train_config_validation() -> None:
         TrainConfig(epochs=0)
     with pytest.raises(ConfigError, match="class_weights"):
         TrainConfig(class_weights="inverse")
+    with pytest.raises(ConfigError, match="clipnorm: must be positive or None, not -1"):
+        TrainConfig(clipnorm=-1)
     w = balanced_class_weights(np.array([0, 0, 0, 1]), 3)
     assert w[0] == pytest.approx(4 / 6) and w[1] == pytest.approx(2.0) and w[2] == 0.0
 
@@ -59,3 +61,18 @@ def test_train_small_network_on_real_windows(data_dir: Path, tmp_path: Path) -> 
     summary = res.summary()
     assert summary["arch"]["key"] == "bionet-b1-x1-l16"
     assert "patient-wise" in summary["split"]
+
+
+def test_gradients_are_clipped_as_configured() -> None:
+    from host.search.config import TrainSection
+    from host.train.tfenv import import_keras
+    from host.train.trainer import compile_model
+
+    keras = import_keras()
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    compile_model(model, 1e-3, TrainConfig().clipnorm)
+    assert model.optimizer.clipnorm == 1.0  # the default guards the LSTM
+    compile_model(model, 1e-3, None)
+    assert model.optimizer.clipnorm is None
+    # In a search config, 0 turns clipping off (TOML has no null).
+    assert TrainSection(clipnorm=0).train_config(0).clipnorm is None
