@@ -65,10 +65,12 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             report=not args.no_report,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        run_id = getattr(exc, "run_id", None) or "RUN"
+        out = f" --out {args.out}" if args.out else ""
         print(
             "hilnas: search interrupted; completed work is stored. Resume with "
-            "`hilnas search --resume RUN` (see `hilnas runs`).",
+            f"`hilnas search --resume {run_id}{out}` (see `hilnas runs`).",
             flush=True,
         )
         # Every finished training and measurement is committed; do not wait for the

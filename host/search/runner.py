@@ -30,6 +30,14 @@ log = logging.getLogger(__name__)
 STORE_NAME = "store.sqlite"
 
 
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a search: the run is stored as interrupted and `run_id` resumes it."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+
+
 @dataclass
 class RunResult:
     run_id: str
@@ -384,7 +392,7 @@ def run_search(
             run_id, "interrupted", f"interrupted; continue with: hilnas search --resume {run_id}"
         )
         run.close(cancel=True)
-        raise
+        raise SearchInterrupted(run_id) from None
     except BaseException as exc:
         # Completed work is in the store whatever happened; say how to continue.
         store.set_run_status(

@@ -109,8 +109,7 @@ def predict_classes(model: Any, x: np.ndarray, batch_size: int = 512) -> np.ndar
 
 
 def compile_model(model: Any, learning_rate: float, clipnorm: float | None = None) -> None:
-    """Compile with Adam (gradients clipped to `clipnorm`) and sparse categorical
-    cross-entropy."""
+    """Compile with Adam, gradients clipped to `clipnorm`, and cross-entropy."""
     keras = import_keras()
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm),

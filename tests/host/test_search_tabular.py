@@ -95,12 +95,13 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path, table: Path,
         return stop
 
     monkeypatch.setattr(runner_mod.SearchRun, "_record", record_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as info:
         run_search(cfg, progress=False, report=False)
     monkeypatch.setattr(runner_mod.SearchRun, "_record", real_record)
     store = RunStore(tmp_path / "cut" / "runs" / STORE_NAME)
     (row,) = store.runs()
     assert row.status == "interrupted" and "--resume" in row.message
+    assert getattr(info.value, "run_id", None) == row.run_id  # the CLI names it
     result = run_search(resume=row.run_id, out_dir=str(tmp_path / "cut" / "runs"),
                         progress=False, report=False)
     got = [(e["generation"], e["idx"], e["arch_key"]) for e in store.evaluations(result.run_id)]
@@ -165,3 +166,30 @@ def test_unknown_duplicates_policy_is_named(tmp_path: Path, table: Path) -> None
 
     with pytest.raises(ConfigError, match="strategy.duplicates = 'drop' is not one of: keep"):
         _cfg(tmp_path, table, strategy={"name": "nsga2", "duplicates": "drop"})
+
+
+def test_search_command_names_the_run_to_resume(tmp_path: Path, table: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from host.cli import main
+    from host.cli import search as search_cli
+
+    real_record = runner_mod.SearchRun._record
+
+    def record_then_interrupt(self, generation, scored):  # type: ignore[no-untyped-def]
+        real_record(self, generation, scored)
+        raise KeyboardInterrupt
+
+    def exit_now(code: int) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(runner_mod.SearchRun, "_record", record_then_interrupt)
+    monkeypatch.setattr(search_cli.os, "_exit", exit_now)
+    out = tmp_path / "runs"
+    with pytest.raises(SystemExit) as info:
+        main(["search", "configs/demo.toml", "--tabular", str(table), "--out", str(out),
+              "--no-progress", "--no-report"])
+    assert info.value.code == 130
+    (row,) = RunStore(out / STORE_NAME).runs()
+    printed = capsys.readouterr().out
+    assert f"hilnas search --resume {row.run_id} --out {out}" in printed
