@@ -381,6 +381,8 @@ def run_search(
             raise ConfigError("a configuration is needed to start a search")
         if out_dir:
             cfg = _with_out_dir(cfg, out_dir)
+        if cfg.tabular:
+            cfg = _with_table_data(cfg)
         store = RunStore(Path(cfg.run.out_dir) / STORE_NAME)
         run_id = _new_run_id(cfg.run.name)
         store.create_run(run_id, cfg.run.name, {"source": _source_doc(cfg), **cfg.to_json()})
@@ -429,6 +431,32 @@ def _source_doc(cfg: SearchConfig) -> dict[str, Any]:
     for section in ("data",):
         doc[section] = {k: v for k, v in doc[section].items() if v is not None}
     return doc
+
+
+def _with_table_data(cfg: SearchConfig) -> SearchConfig:
+    """With a table, the table's data and training budget are the run's.
+
+    Its qualities and latencies were obtained under them (a 128-sample window, say), so a
+    run that stored the configuration's own [data] and [train] would misstate where its
+    figures come from, and analytic costs that depend on the window (MACs) would not match
+    the table's networks.
+    """
+    from dataclasses import replace
+
+    meta = Tabular(Path(cfg.tabular)).meta if cfg.tabular else {}
+    data, train = meta.get("data"), meta.get("budget")
+    if not data or not train:
+        return cfg  # an older table without them: nothing to align
+    try:
+        new_data = replace(cfg.data, **{k: v for k, v in data.items() if k != "data_dir"})
+        new_train = replace(cfg.train, **train)
+    except (TypeError, ConfigError) as exc:
+        raise ConfigError(
+            f"the tabular benchmark {cfg.tabular} has unreadable meta: {exc}"
+        ) from None
+    if (new_data, new_train) != (cfg.data, cfg.train):
+        log.info("tabular: using the table's [data] and [train] (%s)", cfg.tabular)
+    return replace(cfg, data=new_data, train=new_train)
 
 
 def _with_out_dir(cfg: SearchConfig, out_dir: str) -> SearchConfig:

@@ -193,3 +193,26 @@ def test_search_command_names_the_run_to_resume(tmp_path: Path, table: Path,
     (row,) = RunStore(out / STORE_NAME).runs()
     printed = capsys.readouterr().out
     assert f"hilnas search --resume {row.run_id} --out {out}" in printed
+
+
+def test_a_table_brings_its_own_data_and_budget(tmp_path: Path, table: Path) -> None:
+    """Figures from a table were obtained under its data and budget: the run records those."""
+    import json
+
+    doc = json.loads(table.read_text())
+    doc["meta"] = {"data": {"preset": "normal-vs-anomalous", "window": 128, "sample_rate": 180,
+                            "split": "random", "records": ["100", "101"]},
+                   "budget": {"epochs": 6, "clipnorm": 1.0}}
+    own = tmp_path / "own.json"
+    own.write_text(json.dumps(doc))
+    result = run_search(_cfg(tmp_path, own, data={"window": 256}), progress=False, report=False)
+    stored = RunStore(tmp_path / "runs" / STORE_NAME).run(result.run_id).config  # type: ignore[union-attr]
+    assert stored["data"]["window"] == 128 and stored["data"]["split"] == "random"
+    assert stored["data"]["records"] == ["100", "101"] and stored["train"]["epochs"] == 6
+
+    doc["meta"]["budget"] = {"epochs": 6, "optimiser": "sgd"}
+    own.write_text(json.dumps(doc))
+    from device_agent.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unreadable meta.*optimiser"):
+        run_search(_cfg(tmp_path, own), progress=False, report=False)
