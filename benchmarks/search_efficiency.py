@@ -36,7 +36,7 @@ STRATEGIES = (*GAS, *(f"{g}+new" for g in GAS), "random")
 
 
 def config(table: Path, out: Path, strategy: str, seed: int, generations: int,
-           population: int, bounds: dict | None = None) -> dict:
+           population: int, bounds: dict | None = None, encoding: str = "binary") -> dict:
     name, _, variant = strategy.partition("+")
     doc = {
         "space": {"name": "bionet", "bounds": bounds or {}},
@@ -44,7 +44,8 @@ def config(table: Path, out: Path, strategy: str, seed: int, generations: int,
                 "out_dir": str(out)},
         "data": {"preset": "normal-vs-anomalous"},
         "strategy": {"name": name, "population": population, "generations": generations,
-                     "duplicates": "remutate" if variant == "new" else "keep"},
+                     "duplicates": "remutate" if variant == "new" else "keep",
+                     "encoding": encoding},
         "objectives": [{"metric": "f1_macro"}, {"metric": "storage_int8_bytes"}],
         "tabular": str(table),
     }
@@ -121,6 +122,8 @@ def main() -> int:
     parser.add_argument("--generations", type=int, default=30)
     parser.add_argument("--population", type=int, default=6)
     parser.add_argument("--target", type=float, default=0.98)
+    parser.add_argument("--encoding", choices=("binary", "integer"), default="binary",
+                        help="the GAs' chromosome (default: the paper's 9-bit binary)")
     parser.add_argument("--max-blocks", type=int, default=None,
                         help="search only networks of at most this many blocks (a partial table)")
     args = parser.parse_args()
@@ -144,7 +147,7 @@ def main() -> int:
         for seed in range(args.seeds):
             gens = args.generations if strategy != "random" else exhaustive.trainings
             result = run_search(parse_config(config(args.table, out, strategy, seed, gens,
-                                                    args.population, bounds)),
+                                                    args.population, bounds, args.encoding)),
                                 progress=False, report=False)
             to_hv.append(trainings_to_target(out, result.run_id, target, largest))
             to_opt.append(trainings_to_network(out, result.run_id, optimum))
