@@ -44,7 +44,7 @@ def _convert(model, representative_shape: tuple[int, ...] | None) -> bytes:
 def int8_conv1d(window: int = 256, filters: int = 16, seed: int = 0) -> bytes:
     """A small int8 Conv1D classifier (a few KB)."""
     tf = _tf()
-    tf.random.set_seed(seed)
+    tf.keras.utils.set_random_seed(seed)  # Python, NumPy and TF: the same model every time
     inp = tf.keras.Input((window, 1), batch_size=1)
     x = tf.keras.layers.Conv1D(filters, 16, activation="relu")(inp)
     x = tf.keras.layers.MaxPooling1D(4)(x)
@@ -57,7 +57,7 @@ def int8_conv1d(window: int = 256, filters: int = 16, seed: int = 0) -> bytes:
 def int8_conv_lstm(window: int = 256, seed: int = 0) -> bytes:
     """Conv1D(32,16) + LSTM(16) + Dense(2), int8 with a fused LSTM (TOOLCHAIN.md)."""
     tf = _tf()
-    tf.random.set_seed(seed)
+    tf.keras.utils.set_random_seed(seed)  # Python, NumPy and TF: the same model every time
     inp = tf.keras.Input((window, 1), batch_size=1)
     x = tf.keras.layers.Conv1D(32, 16, activation="relu")(inp)
     x = tf.keras.layers.LSTM(16)(x)
@@ -68,7 +68,7 @@ def int8_conv_lstm(window: int = 256, seed: int = 0) -> bytes:
 def float_dense(target_bytes: int = 1_000_000, seed: int = 0) -> bytes:
     """A float32 MLP of about `target_bytes` of weights."""
     tf = _tf()
-    tf.random.set_seed(seed)
+    tf.keras.utils.set_random_seed(seed)  # Python, NumPy and TF: the same model every time
     width = int((target_bytes / 4 / 2) ** 0.5)
     inp = tf.keras.Input((width,), batch_size=1)
     x = tf.keras.layers.Dense(width, activation="relu")(inp)
@@ -80,7 +80,7 @@ def float_dense(target_bytes: int = 1_000_000, seed: int = 0) -> bytes:
 def int8_sized(target_bytes: int, seed: int = 0) -> bytes:
     """An int8 Conv1D + Dense network of roughly `target_bytes` (for transfer benchmarks)."""
     tf = _tf()
-    tf.random.set_seed(seed)
+    tf.keras.utils.set_random_seed(seed)  # Python, NumPy and TF: the same model every time
     units = max(8, int(target_bytes / 64))
     inp = tf.keras.Input((64, 1), batch_size=1)
     x = tf.keras.layers.Conv1D(8, 8, padding="same", activation="relu")(inp)
