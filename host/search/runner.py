@@ -157,10 +157,7 @@ class SearchRun:
             self.normaliser.references[obj.label] = 2 * max(seen) if seen else 1.0
 
     def _evaluate(self, genomes: list[list[int]], generation: int) -> list[Scored]:
-        space: Any = self.space
-        decode = space.decode if self.cfg.strategy.encoding == "binary" else space.decode_int
-        archs = [decode(g) for g in genomes]
-        keys = [self.canonical[a.key()] if a is not None else None for a in archs]
+        keys = [self.genome_key(g) for g in genomes]
         valid = [k for k in keys if k is not None]
         budget = self.cfg.budget.max_trainings
         if budget is not None:
@@ -204,12 +201,16 @@ class SearchRun:
             self._bar.update(len(genomes))
         return scored
 
-    def candidate_key(self, genome: list[int]) -> str | None:
-        """The canonical key of the network `genome` builds, if it is in the bounded space."""
+    def genome_key(self, genome: list[int]) -> str | None:
+        """The canonical key of the network a chromosome builds; None when it is invalid."""
         space: Any = self.space
         decode = space.decode if self.cfg.strategy.encoding == "binary" else space.decode_int
         arch = decode(genome)
-        key = self.canonical[arch.key()] if arch is not None else None
+        return self.canonical[arch.key()] if arch is not None else None
+
+    def candidate_key(self, genome: list[int]) -> str | None:
+        """The canonical key of the network `genome` builds, if it is in the bounded space."""
+        key = self.genome_key(genome)
         return key if key in self.bounded_keys else None
 
     def front_indices(self) -> tuple[list[Evaluation], list[int]]:

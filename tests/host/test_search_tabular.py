@@ -22,6 +22,22 @@ def _cfg(tmp_path: Path, table: Path, **sections):  # type: ignore[no-untyped-de
     return parse_config(config_doc(tmp_path, tabular=str(table), **sections))
 
 
+def _interrupt_after(monkeypatch: pytest.MonkeyPatch, generation: int | None = None) -> None:
+    """Ctrl-C once `generation` (None: any generation) is recorded, as a user's would land.
+
+    Undo with `monkeypatch.undo()` before resuming.
+    """
+    real_record = runner_mod.SearchRun._record
+
+    def record_then_interrupt(self, gen, scored):  # type: ignore[no-untyped-def]
+        stop = real_record(self, gen, scored)
+        if generation is None or gen == generation:
+            raise KeyboardInterrupt
+        return stop
+
+    monkeypatch.setattr(runner_mod.SearchRun, "_record", record_then_interrupt)
+
+
 @pytest.mark.parametrize("strategy", ["roulette", "tournament", "nsga2", "spea2", "random"])
 def test_every_strategy_finds_a_front(tmp_path: Path, table: Path, strategy: str) -> None:
     cfg = _cfg(tmp_path, table, strategy={"name": strategy, "population": 8, "generations": 3})
@@ -86,18 +102,10 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path, table: Path,
                 for e in ref_store.evaluations(reference.run_id)]
 
     cfg = _cfg(tmp_path / "cut", table)
-    real_record = runner_mod.SearchRun._record
-
-    def record_then_interrupt(self, generation, scored):  # type: ignore[no-untyped-def]
-        stop = real_record(self, generation, scored)
-        if generation == 1:
-            raise KeyboardInterrupt
-        return stop
-
-    monkeypatch.setattr(runner_mod.SearchRun, "_record", record_then_interrupt)
+    _interrupt_after(monkeypatch, generation=1)
     with pytest.raises(KeyboardInterrupt) as info:
         run_search(cfg, progress=False, report=False)
-    monkeypatch.setattr(runner_mod.SearchRun, "_record", real_record)
+    monkeypatch.undo()
     store = RunStore(tmp_path / "cut" / "runs" / STORE_NAME)
     (row,) = store.runs()
     assert row.status == "interrupted" and "--resume" in row.message
@@ -142,18 +150,10 @@ def test_remutated_search_resumes_to_the_same_result(tmp_path: Path, table: Path
                            progress=False, report=False)
     expected = [(e["generation"], e["arch_key"]) for e in
                 RunStore(tmp_path / "ref" / "runs" / STORE_NAME).evaluations(reference.run_id)]
-    real_record = runner_mod.SearchRun._record
-
-    def record_then_interrupt(self, generation, scored):  # type: ignore[no-untyped-def]
-        stop = real_record(self, generation, scored)
-        if generation == 2:
-            raise KeyboardInterrupt
-        return stop
-
-    monkeypatch.setattr(runner_mod.SearchRun, "_record", record_then_interrupt)
+    _interrupt_after(monkeypatch, generation=2)
     with pytest.raises(KeyboardInterrupt):
         run_search(_cfg(tmp_path / "cut", table, strategy=strategy), progress=False, report=False)
-    monkeypatch.setattr(runner_mod.SearchRun, "_record", real_record)
+    monkeypatch.undo()
     store = RunStore(tmp_path / "cut" / "runs" / STORE_NAME)
     (row,) = store.runs()
     result = run_search(resume=row.run_id, out_dir=str(tmp_path / "cut" / "runs"),
@@ -174,16 +174,10 @@ def test_search_command_names_the_run_to_resume(tmp_path: Path, table: Path,
     from host.cli import main
     from host.cli import search as search_cli
 
-    real_record = runner_mod.SearchRun._record
-
-    def record_then_interrupt(self, generation, scored):  # type: ignore[no-untyped-def]
-        real_record(self, generation, scored)
-        raise KeyboardInterrupt
-
     def exit_now(code: int) -> None:
         raise SystemExit(code)
 
-    monkeypatch.setattr(runner_mod.SearchRun, "_record", record_then_interrupt)
+    _interrupt_after(monkeypatch)
     monkeypatch.setattr(search_cli.os, "_exit", exit_now)
     out = tmp_path / "runs"
     with pytest.raises(SystemExit) as info:
