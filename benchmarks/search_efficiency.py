@@ -3,9 +3,13 @@ exhaustive front's hypervolume (f1_macro on validation vs int8 storage), over 20
 
 BioNetExplorer reports its GAs need on average 9x fewer trainings than exhaustive search.
 Each GA runs with the paper's settings (crossover 0.4, mutation 0.11) and a population of
-6 (the count of trainings grows one generation at a time), for up to 30 generations, twice:
+6 (the count of trainings grows one generation at a time), for up to 30 generations, three
+times:
 as the paper's GA (duplicate offspring kept) and with strategy.duplicates = "remutate"
-(suffix "+new"). Random search samples without replacement one architecture at a time.
+(suffix "+new"), and once more with offspring pre-screened by the Gaussian-process surrogate
+(suffix "+gp": strategy.surrogate = "gp", duplicates re-mutated). The Bayesian strategy
+trains `--batch` networks per generation (default 1, its default with one training
+worker). Random search samples without replacement one architecture at a time.
 "Trainings" are distinct architectures looked up in the table.
 
 Two measures per strategy, both counted one training at a time, in the order the strategy
@@ -32,11 +36,13 @@ from host.store.sqlite import RunStore
 
 REPO = Path(__file__).resolve().parent.parent
 GAS = ("roulette", "tournament", "nsga2", "spea2")
-STRATEGIES = (*GAS, *(f"{g}+new" for g in GAS), "random")
+STRATEGIES = (*GAS, *(f"{g}+new" for g in GAS), *(f"{g}+gp" for g in GAS), "bayesian",
+              "random")
 
 
 def config(table: Path, out: Path, strategy: str, seed: int, generations: int,
-           population: int, bounds: dict | None = None, encoding: str = "binary") -> dict:
+           population: int, bounds: dict | None = None, encoding: str = "binary",
+           pool: int = 4, batch: int = 1) -> dict:
     name, _, variant = strategy.partition("+")
     doc = {
         "space": {"name": "bionet", "bounds": bounds or {}},
@@ -44,13 +50,16 @@ def config(table: Path, out: Path, strategy: str, seed: int, generations: int,
                 "out_dir": str(out)},
         "data": {"preset": "normal-vs-anomalous"},
         "strategy": {"name": name, "population": population, "generations": generations,
-                     "duplicates": "remutate" if variant == "new" else "keep",
+                     "duplicates": "remutate" if variant in ("new", "gp") else "keep",
+                "surrogate": "gp" if variant == "gp" else "none", "surrogate_pool": pool,
                      "encoding": encoding},
         "objectives": [{"metric": "f1_macro"}, {"metric": "storage_int8_bytes"}],
         "tabular": str(table),
     }
     if strategy == "random":
         doc["strategy"].update(population=1, random_fraction=1.0)
+    if strategy == "bayesian":
+        doc["strategy"].update(population=batch)
     if strategy == "exhaustive":
         doc["strategy"].update(population=200)
     return doc
@@ -122,6 +131,12 @@ def main() -> int:
     parser.add_argument("--generations", type=int, default=30)
     parser.add_argument("--population", type=int, default=6)
     parser.add_argument("--target", type=float, default=0.98)
+    parser.add_argument("--batch", type=int, default=1,
+                        help="networks the bayesian strategy trains per generation")
+    parser.add_argument("--surrogate-pool", type=int, default=4,
+                        help="offspring bred per offspring trained by the +gp variants")
+    parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=STRATEGIES,
+                        help="compare only these (default: all)")
     parser.add_argument("--encoding", choices=("binary", "integer"), default="binary",
                         help="the GAs' chromosome (default: the paper's 9-bit binary)")
     parser.add_argument("--max-blocks", type=int, default=None,
@@ -142,12 +157,15 @@ def main() -> int:
     print(f"{'strategy':<16}{'hv98: reached mean median vs exh.':>36}"
           f"{'optimum: reached mean median vs exh.':>40}")
     best: dict[str, tuple[float, str]] = {"hv98": (0.0, ""), "optimum": (0.0, "")}
-    for strategy in STRATEGIES:
+    for strategy in args.strategies:
         to_hv, to_opt = [], []
         for seed in range(args.seeds):
-            gens = args.generations if strategy != "random" else exhaustive.trainings
+            # The baselines and the Bayesian strategy run until the space is exhausted.
+            gens = (args.generations if strategy not in ("random", "bayesian")
+                    else exhaustive.trainings)
             result = run_search(parse_config(config(args.table, out, strategy, seed, gens,
-                                                    args.population, bounds, args.encoding)),
+                                                    args.population, bounds, args.encoding,
+                                                    args.surrogate_pool, args.batch)),
                                 progress=False, report=False)
             to_hv.append(trainings_to_target(out, result.run_id, target, largest))
             to_opt.append(trainings_to_network(out, result.run_id, optimum))

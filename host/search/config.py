@@ -18,7 +18,7 @@ from typing import Any
 
 from device_agent.errors import ConfigError
 
-STRATEGIES = ("roulette", "tournament", "nsga2", "spea2", "exhaustive", "random")
+STRATEGIES = ("roulette", "tournament", "nsga2", "spea2", "bayesian", "exhaustive", "random")
 SINGLE_OBJECTIVE = ("roulette", "tournament")
 EXECUTORS = ("inprocess", "process", "ray")
 # Quality metrics come from host.train.metrics (maximised); costs are minimised.
@@ -172,11 +172,19 @@ class StrategyConfig:
     # new), or "remutate" it until it is a new network of the space (pymoo's duplicate
     # elimination; see docs/decisions.md, "Duplicate offspring").
     duplicates: str = "keep"
+    # Surrogate-assisted GA (docs/decisions.md, "Surrogate pre-screening"): "none" trains
+    # every offspring, as BioNetExplorer does; "gp" breeds `surrogate_pool` times as many
+    # offspring per generation and trains the `population` of them that a Gaussian process
+    # fitted to this run's results expects to improve the front (or the weighted cost) most.
+    surrogate: str = "none"
+    surrogate_pool: int = 4
 
     def __post_init__(self) -> None:
         _choice(self.name, STRATEGIES, "strategy.name")
         _choice(self.encoding, ("binary", "integer"), "strategy.encoding")
         _choice(self.duplicates, ("keep", "remutate"), "strategy.duplicates")
+        _choice(self.surrogate, ("none", "gp"), "strategy.surrogate")
+        _positive(self.surrogate_pool, "strategy.surrogate_pool")
         _positive(self.population, "strategy.population")
         _positive(self.generations, "strategy.generations")
         _positive(self.tournament_size, "strategy.tournament_size")
@@ -351,7 +359,14 @@ def parse_config(doc: Mapping[str, Any]) -> SearchConfig:
     data = _build(DataConfig, doc.get("data"), "data")
     space = _build(SpaceConfig, doc.get("space"), "space")
     train = _build(TrainSection, doc.get("train"), "train")
-    strategy = _build(StrategyConfig, doc.get("strategy"), "strategy")
+    executor = _build(ExecutorConfig, doc.get("executor"), "executor")
+    strategy_doc = doc.get("strategy")
+    if isinstance(strategy_doc, Mapping) and strategy_doc.get("name") == "bayesian":
+        # The Bayesian strategy's batch defaults to one network per training worker: a
+        # smaller batch leaves a worker idle, a larger one picks with less information
+        # (its surrogate is refitted after every batch; docs/decisions.md, "Surrogate").
+        strategy_doc = {"population": executor.workers, **strategy_doc}
+    strategy = _build(StrategyConfig, strategy_doc, "strategy")
     objectives = tuple(
         _build(Objective, o, f"objectives[{i}]")
         for i, o in enumerate(
@@ -393,7 +408,7 @@ def parse_config(doc: Mapping[str, Any]) -> SearchConfig:
         cost=cost,
         devices=devices,
         measure=_build(MeasureSection, doc.get("measure"), "measure"),
-        executor=_build(ExecutorConfig, doc.get("executor"), "executor"),
+        executor=executor,
         budget=_build(BudgetConfig, doc.get("budget"), "budget"),
         tabular=tabular,
     )

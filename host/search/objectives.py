@@ -134,7 +134,10 @@ class Normaliser:
 
         Q is the first quality objective; H is the mean normalised value of the others.
         """
-        norm = self.normalise(values)
+        return self.weighted_from_normalised(self.normalise(values), alpha, beta)
+
+    def weighted_from_normalised(self, norm: list[float], alpha: float, beta: float) -> float:
+        """weighted_fitness of an already normalised objective vector."""
         quality_idx = next(i for i, o in enumerate(self.objectives) if o.maximise)
         hardware = [n for i, n in enumerate(norm) if i != quality_idx]
         cost = alpha * norm[quality_idx] + beta * (sum(hardware) / len(hardware))

@@ -23,7 +23,7 @@ from host.search.config import ANALYTIC_METRICS, SearchConfig, load_config, pars
 from host.search.evaluator import Evaluation, Evaluator, Tabular
 from host.search.objectives import Normaliser
 from host.search.pareto import hypervolume, pareto_front
-from host.search.strategies import GeneticStrategy, Scored, run_baseline
+from host.search.strategies import GeneticStrategy, Scored, run_baseline, run_bayesian
 from host.store.sqlite import RunStore
 
 log = logging.getLogger(__name__)
@@ -280,6 +280,18 @@ class SearchRun:
                     run_baseline(
                         self.cfg, self.space, self.cfg.run.seed, self._evaluate, self._record
                     )
+                elif s.name == "bayesian":
+                    prescreen = self._prescreener()
+                    assert prescreen is not None
+                    run_bayesian(
+                        self.cfg,
+                        self.space,
+                        self.cfg.run.seed,
+                        self.candidate_key,
+                        prescreen,
+                        self._evaluate,
+                        self._record,
+                    )
                 else:
                     GeneticStrategy(
                         self.cfg,
@@ -287,11 +299,25 @@ class SearchRun:
                         self.normaliser,
                         self.cfg.run.seed,
                         key_of=self.candidate_key,
+                        prescreen=self._prescreener(),
                     ).run(self._evaluate, self._record)
             finally:
                 self._outer = self._bar = None
 
     _outer: Any = None
+
+    def _prescreener(self) -> Callable[[list[str | None], int, int], list[int]] | None:
+        if self.cfg.strategy.surrogate == "none" and self.cfg.strategy.name != "bayesian":
+            return None
+        from host.search.surrogate import Prescreener, surrogate_features
+
+        return Prescreener(
+            self.cfg,
+            self.normaliser,
+            self.costs,
+            surrogate_features(self.space, self.costs),
+            lambda: self.explored,
+        ).rank
 
     def close(self, cancel: bool = False) -> None:
         self.evaluator.close()

@@ -50,6 +50,9 @@ RecordFn = Callable[[int, list[Scored]], bool]
 # key_of(genome) -> the canonical key of the network it builds if that network is in the
 # bounded space (a candidate that would be trained), else None
 KeyFn = Callable[[list[int]], "str | None"]
+# prescreen(keys of the bred pool, k, generation) -> indices of the k offspring to evaluate,
+# best first (strategy.surrogate; see surrogate.Prescreener.rank)
+PrescreenFn = Callable[[list["str | None"], int, int], list[int]]
 
 # How often an offspring is mutated again, at most, to make it a network the run has not
 # evaluated yet (strategy.duplicates = "remutate"). One bit flip moves a chromosome to a
@@ -83,11 +86,15 @@ class GeneticStrategy:
         normaliser: Normaliser,
         seed: int,
         key_of: KeyFn | None = None,
+        prescreen: PrescreenFn | None = None,
     ) -> None:
         self.cfg, self.space, self.normaliser = cfg, space, normaliser
         if cfg.strategy.duplicates == "remutate" and key_of is None:
             raise ConfigError("strategy.duplicates = 'remutate' needs the space's keys")
+        if cfg.strategy.surrogate != "none" and (key_of is None or prescreen is None):
+            raise ConfigError("strategy.surrogate needs the space's keys and a prescreener")
         self.key_of = key_of
+        self.prescreen = prescreen if cfg.strategy.surrogate != "none" else None
         self.seen: set[str] = set()  # networks this run has evaluated (for "remutate")
         self.s = cfg.strategy
         self.single = self.s.name in SINGLE_OBJECTIVE
@@ -187,27 +194,41 @@ class GeneticStrategy:
             return
         for generation in range(1, self.s.generations + 1):
             with _own_random(self._state):
-                if self.single:
-                    parents = [self._copy(i) for i in self._select(population, mu)]
-                    offspring = algorithms.varAnd(
-                        parents, toolbox, self.s.crossover_prob, self.s.mutation_prob
-                    )
-                else:
-                    offspring = algorithms.varOr(
-                        [self._copy(i) for i in population],
-                        toolbox,
-                        mu,
-                        self.s.crossover_prob,
-                        self.s.mutation_prob,
-                    )
-                offspring = [self._copy(o) for o in offspring]
+                # Without a surrogate one round of variation is the generation; with one,
+                # `surrogate_pool` rounds breed the pool the prescreener picks from.
+                rounds = self.s.surrogate_pool if self.prescreen is not None else 1
+                offspring = []
+                for _ in range(rounds):
+                    offspring += self._breed(population, mu)
                 if self.s.duplicates == "remutate":
                     self._remutate_duplicates(offspring)
+            if self.prescreen is not None:
+                assert self.key_of is not None
+                keys = [self.key_of(list(o)) for o in offspring]
+                offspring = [offspring[i] for i in self.prescreen(keys, mu, generation)]
             stop = score(offspring, generation)
             with _own_random(self._state):
                 population = offspring if self.single else self._select(population + offspring, mu)
             if stop:
                 return
+
+    def _breed(self, population: list[_Individual], mu: int) -> list[_Individual]:
+        """One round of DEAP variation: `mu` offspring (drawn from the strategy's state)."""
+        toolbox = self.toolbox
+        if self.single:
+            parents = [self._copy(i) for i in self._select(population, mu)]
+            offspring = algorithms.varAnd(
+                parents, toolbox, self.s.crossover_prob, self.s.mutation_prob
+            )
+        else:
+            offspring = algorithms.varOr(
+                [self._copy(i) for i in population],
+                toolbox,
+                mu,
+                self.s.crossover_prob,
+                self.s.mutation_prob,
+            )
+        return [self._copy(o) for o in offspring]
 
     def _remutate_duplicates(self, offspring: list[_Individual]) -> None:
         """Mutate each offspring again until it builds a network not evaluated so far.
@@ -257,4 +278,51 @@ def run_baseline(
 ) -> None:
     for generation, batch in enumerate(baseline_batches(cfg, space, seed)):
         if record(generation, evaluate(batch, generation)):
+            return
+
+
+# The Bayesian strategy ranks every network of the bounded space that it has not evaluated;
+# beyond this many it ranks a seeded sample of them each generation (ranking costs about a
+# millisecond per network and pick).
+MAX_RANKED = 2000
+
+
+def run_bayesian(
+    cfg: SearchConfig,
+    space: Any,
+    seed: int,
+    key_of: KeyFn,
+    prescreen: PrescreenFn,
+    evaluate: EvaluateFn,
+    record: RecordFn,
+) -> None:
+    """Multi-objective Bayesian optimisation over the bounded space (strategy "bayesian").
+
+    Generation 0 is `population` networks drawn at random (the same draw as random
+    search); each later generation trains the `population` untrained networks of highest
+    expected hypervolume improvement under the Gaussian-process surrogate
+    (surrogate.Prescreener), which is refitted to every result so far. It stops after
+    `generations` generations, or when the bounded space is exhausted.
+    """
+    s = cfg.strategy
+    encode = space.encode if s.encoding == "binary" else space.encode_int
+    genomes: dict[str, list[int]] = {}
+    for arch in space.distinct_architectures(bounded=True):
+        genome = list(encode(arch))
+        key = key_of(genome)
+        if key is not None:
+            genomes.setdefault(key, genome)
+    first = [list(encode(a)) for a in space.sample(min(s.population, len(genomes)), seed=seed)]
+    evaluated = {k for g in first if (k := key_of(g)) is not None}
+    if record(0, evaluate(first, 0)):
+        return
+    for generation in range(1, s.generations + 1):
+        untrained = [k for k in genomes if k not in evaluated]
+        if not untrained:
+            return
+        if len(untrained) > MAX_RANKED:
+            untrained = random.Random(seed * 100_003 + generation).sample(untrained, MAX_RANKED)
+        picked = [untrained[i] for i in prescreen(list(untrained), s.population, generation)]
+        evaluated.update(picked)
+        if record(generation, evaluate([genomes[k] for k in picked], generation)):
             return
