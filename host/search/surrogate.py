@@ -85,7 +85,8 @@ class Prescreener:
             chosen = [first[key] for key in self._greedy(new, known, k, generation)]
         # Fill the generation from what is left, in breeding order: repeats and invalid
         # chromosomes cost no training, and the GA keeps its population size.
-        rest = [i for i in range(len(keys)) if i not in set(chosen)]
+        taken = set(chosen)
+        rest = [i for i in range(len(keys)) if i not in taken]
         return (chosen + rest)[:k]
 
     # ------------------------------------------------------------------ internals
