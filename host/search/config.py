@@ -172,7 +172,7 @@ class StrategyConfig:
     # new), or "remutate" it until it is a new network of the space (pymoo's duplicate
     # elimination; see docs/decisions.md, "Duplicate offspring").
     duplicates: str = "keep"
-    # Surrogate-assisted GA (docs/decisions.md, "Surrogate pre-screening"): "none" trains
+    # Surrogate-assisted GA (docs/decisions.md, "Surrogate"): "none" trains
     # every offspring, as BioNetExplorer does; "gp" breeds `surrogate_pool` times as many
     # offspring per generation and trains the `population` of them that a Gaussian process
     # fitted to this run's results expects to improve the front (or the weighted cost) most.

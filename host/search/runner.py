@@ -23,7 +23,13 @@ from host.search.config import ANALYTIC_METRICS, SearchConfig, load_config, pars
 from host.search.evaluator import Evaluation, Evaluator, Tabular
 from host.search.objectives import Normaliser
 from host.search.pareto import hypervolume, pareto_front
-from host.search.strategies import GeneticStrategy, Scored, run_baseline, run_bayesian
+from host.search.strategies import (
+    GeneticStrategy,
+    PrescreenFn,
+    Scored,
+    run_baseline,
+    run_bayesian,
+)
 from host.store.sqlite import RunStore
 
 log = logging.getLogger(__name__)
@@ -306,7 +312,7 @@ class SearchRun:
 
     _outer: Any = None
 
-    def _prescreener(self) -> Callable[[list[str | None], int, int], list[int]] | None:
+    def _prescreener(self) -> PrescreenFn | None:
         if self.cfg.strategy.surrogate == "none" and self.cfg.strategy.name != "bayesian":
             return None
         from host.search.surrogate import Prescreener, surrogate_features

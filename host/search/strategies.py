@@ -52,7 +52,7 @@ RecordFn = Callable[[int, list[Scored]], bool]
 KeyFn = Callable[[list[int]], "str | None"]
 # prescreen(keys of the bred pool, k, generation) -> indices of the k offspring to evaluate,
 # best first (strategy.surrogate; see surrogate.Prescreener.rank)
-PrescreenFn = Callable[[list["str | None"], int, int], list[int]]
+PrescreenFn = Callable[[Sequence["str | None"], int, int], list[int]]
 
 # How often an offspring is mutated again, at most, to make it a network the run has not
 # evaluated yet (strategy.duplicates = "remutate"). One bit flip moves a chromosome to a
@@ -91,10 +91,10 @@ class GeneticStrategy:
         self.cfg, self.space, self.normaliser = cfg, space, normaliser
         if cfg.strategy.duplicates == "remutate" and key_of is None:
             raise ConfigError("strategy.duplicates = 'remutate' needs the space's keys")
-        if cfg.strategy.surrogate != "none" and (key_of is None or prescreen is None):
-            raise ConfigError("strategy.surrogate needs the space's keys and a prescreener")
+        if prescreen is not None and key_of is None:
+            raise ConfigError("strategy.surrogate needs the space's keys")
         self.key_of = key_of
-        self.prescreen = prescreen if cfg.strategy.surrogate != "none" else None
+        self.prescreen = prescreen  # the runner gives one when strategy.surrogate is set
         self.seen: set[str] = set()  # networks this run has evaluated (for "remutate")
         self.s = cfg.strategy
         self.single = self.s.name in SINGLE_OBJECTIVE
@@ -322,7 +322,7 @@ def run_bayesian(
             return
         if len(untrained) > MAX_RANKED:
             untrained = random.Random(seed * 100_003 + generation).sample(untrained, MAX_RANKED)
-        picked = [untrained[i] for i in prescreen(list(untrained), s.population, generation)]
+        picked = [untrained[i] for i in prescreen(untrained, s.population, generation)]
         evaluated.update(picked)
         if record(generation, evaluate([genomes[k] for k in picked], generation)):
             return

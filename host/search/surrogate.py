@@ -178,9 +178,9 @@ def _gp_predict(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian-process posterior mean and standard deviation at `x_new`.
 
-    Matern 5/2 with one length scale per feature plus a white-noise term: retraining one
-    network gives a different F1 (the training noise of docs/decisions.md), and without the
-    noise term the process would interpolate that noise exactly.
+    Matern 5/2 with one length scale per feature, a linear term, and a white-noise term:
+    retraining one network gives a different F1 (the training noise of docs/decisions.md),
+    and without the noise term the process would interpolate that noise exactly.
     """
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import (
