@@ -6,7 +6,7 @@ model itself (min unrolling power; min unrolling energy; max unrolling throughpu
 a quality constraint a trivial net (pool, pool, one tiny conv) wins every objective, so as
 a stand-in for HALF's accuracy limits only candidates of HALF Fig. 4's size are eligible:
 at least 3 separable convolutions and 400 to 1,500 parameters (stated, not trained).
-Every figure is ESTIMATED by host/hw/half.py with the board data file's constants.
+Every figure is ESTIMATED by device_agent/fpga/half.py with the board data file's constants.
 
     .venv/bin/python benchmarks/half_models.py [--board ultra96-v2] [--samples 3000]
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from host.hw.half import estimate
+from device_agent.fpga.half import estimate
 from host.spaces.half import HalfSpace
 
 

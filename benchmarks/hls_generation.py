@@ -17,23 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from device_agent.fpga import generate, parse_tflite
+from device_agent.fpga.reference import reference_outputs
 from host.data import EcgDatasetConfig, load_ecg_dataset
-from host.export.hls import generate, parse_tflite
 from host.export.hls.demo import DEMO_ARCH, build_demo_tflite
-
-
-def litert(model: Path, xq: np.ndarray, resolver: str) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    it = Interpreter(str(model), experimental_op_resolver_type=getattr(OpResolverType, resolver))
-    it.allocate_tensors()
-    i, o = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
-    out = []
-    for w in xq:
-        it.set_tensor(i, w[None])
-        it.invoke()
-        out.append(it.get_tensor(o)[0].copy())
-    return np.stack(out)
 
 
 def main() -> None:
@@ -46,10 +33,8 @@ def main() -> None:
         print(f"demo model {DEMO_ARCH.key()}: train 1 epoch + int8 convert "
               f"{time.perf_counter() - t0:.1f} s, {model.stat().st_size} bytes")
         x = np.concatenate([d.x_train, d.x_val, d.x_test])
-        ir = parse_tflite(model.read_bytes())
-        q = np.round(x / ir.input_scale) + ir.input_zero_point
-        xq = np.clip(q, -128, 127).astype(np.int8)
-        refs = {r: litert(model, xq, r) for r in
+        xq = parse_tflite(model.read_bytes()).quantize_input(x)
+        refs = {r: reference_outputs(model, xq, r) for r in
                 ("BUILTIN_REF", "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "AUTO")}
         for board in ("pynq-z1", "ultra96-v2", "zcu102"):
             for unroll in ("min", "max"):

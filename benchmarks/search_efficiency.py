@@ -45,7 +45,7 @@ def config(table: Path, out: Path, strategy: str, seed: int, generations: int,
            pool: int = 4, batch: int = 1) -> dict:
     name, _, variant = strategy.partition("+")
     doc = {
-        "space": {"name": "bionet", "bounds": bounds or {}},
+        "space": {"name": "bionet", **(bounds or {})},
         "run": {"name": f"{name}-{variant or 'paper'}-{seed}", "seed": seed,
                 "out_dir": str(out)},
         "data": {"preset": "normal-vs-anomalous"},

@@ -172,8 +172,12 @@ def raise_config(message: str) -> None:
     raise ConfigError(message)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def run_command(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse `argv` and run the chosen subcommand (`args.func`), as both commands do.
+
+    `-v` raises the log level; a HilnasError is one line naming its type (exit 2), Ctrl-C
+    exits 130, and neither prints a traceback.
+    """
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
@@ -182,8 +186,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except HilnasError as exc:
-        print(f"hilnas-agent: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command("hilnas-agent", build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 """Run candidates in a child process, so a model that crashes the runtime spares the agent.
 
 `IsolatedWorker` keeps one worker process warm (starting a runtime costs far more than the
-overhead budget of a cached measurement) and talks to it over two pipes. The worker is
-`device_agent.worker` by default; any module whose `main()` follows the same protocol can be
-run this way (the host's TFLite converter is one).
-When the child dies (a segfault in the runtime, the kernel's OOM killer, an abort) or
-overruns its deadline (it is killed), the call raises `MeasurementFailed` with the reason,
-and the next call starts a fresh child.
+overhead budget of a cached measurement) and talks to it over two pipes with the worker
+pipe protocol (device_agent.pipe). The worker is `device_agent.worker` by default; any
+module whose `main()` calls `device_agent.pipe.run_worker` can be run this way (the host's
+TFLite converter is one).
+When the child dies (a segfault in the runtime, the kernel's OOM killer, an abort) the call
+raises `WorkerCrashed`; when it overruns its deadline it is killed and the call raises
+`WorkerTimedOut` (both MeasurementFailed, carrying the signal or the deadline). The next
+call starts a fresh child.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import pickle
-import select
 import signal
 import subprocess
 import sys
@@ -24,20 +24,21 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from device_agent.errors import ERRORS_BY_NAME, DeviceUnavailable, MeasurementFailed
+from device_agent import pipe
+from device_agent.errors import DeviceUnavailable, ProtocolError, WorkerCrashed, WorkerTimedOut
 from device_agent.types import RuntimeInfo
-from device_agent.worker import _HEADER
 
 log = logging.getLogger(__name__)
 
 
-def _signal_name(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return signal.Signals(-returncode).name
-        except ValueError:
-            return f"signal {-returncode}"
-    return f"exit status {returncode}"
+def _signal_name(returncode: int) -> str | None:
+    """The name of the signal that killed a child (returncode < 0), or None."""
+    if returncode >= 0:
+        return None
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
 
 
 class IsolatedWorker:
@@ -86,14 +87,9 @@ class IsolatedWorker:
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         if self.memory_limit_bytes:
             env["HILNAS_WORKER_MEMORY_LIMIT"] = str(self.memory_limit_bytes)
-        cmd = [
-            self.executable,
-            "-m",
-            self.module,
-            str(req_r),
-            str(resp_w),
-            self.runtime_preference or "",
-        ]
+        cmd = pipe.worker_command(
+            self.executable, self.module, req_r, resp_w, self.runtime_preference
+        )
         self._proc = subprocess.Popen(
             cmd,
             pass_fds=(req_r, resp_w),
@@ -110,13 +106,16 @@ class IsolatedWorker:
         self._req_w, self._resp_r = req_w, resp_r
         self._stderr_tail.clear()
         threading.Thread(target=self._drain_output, args=(self._proc,), daemon=True).start()
-        ready = self._read_frame(time.monotonic() + self.start_timeout_s, "start")
-        if not ready.get("ok"):
+        ready = self._read(time.monotonic() + self.start_timeout_s, "start", self.start_timeout_s)
+        if isinstance(ready, pipe.Failure):
             self._kill_locked()
-            raise DeviceUnavailable(f"{self.label} could not start: {ready.get('message')}")
-        self.runtime_info = ready["runtime"]
+            raise DeviceUnavailable(f"{self.label} could not start: {ready.message}")
+        if not isinstance(ready, pipe.Ready):
+            self._kill_locked()
+            raise ProtocolError(f"{self.label} sent {type(ready).__name__} before Ready")
+        self.runtime_info = ready.runtime
         log.info("worker %s started with %s", self._proc.pid, self.runtime_info)
-        return ready["runtime"]
+        return ready.runtime
 
     def _drain_output(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
@@ -146,46 +145,34 @@ class IsolatedWorker:
             self._kill_locked()
 
     # ---------------------------------------------------------------------- pipe I/O
-    def _read_exact(self, size: int, deadline: float, what: str) -> bytes:
+    def _read(self, deadline: float, what: str, timeout_s: float) -> pipe.Response:
+        """The child's next message; a dead or overdue child is killed and reported as such."""
         assert self._resp_r is not None
-        chunks = []
-        remaining = size
-        while remaining:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                raise TimeoutError
-            readable, _, _ = select.select([self._resp_r], [], [], timeout)
-            if not readable:
-                raise TimeoutError
-            chunk = os.read(self._resp_r, remaining)
-            if not chunk:
-                raise EOFError
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return b"".join(chunks)
-
-    def _read_frame(self, deadline: float, what: str) -> dict[str, Any]:
         try:
-            (size,) = _HEADER.unpack(self._read_exact(_HEADER.size, deadline, what))
-            result: dict[str, Any] = pickle.loads(self._read_exact(size, deadline, what))
-            return result
+            return pipe.read_response(self._resp_r, deadline)
         except TimeoutError:
             pid = self.pid
             self._kill_locked()
             self.restarts += 1
-            raise MeasurementFailed(
-                f"{self.label} did not finish {what} before its deadline; worker {pid} was killed"
+            raise WorkerTimedOut(
+                f"{self.label} did not finish {what} within its deadline of {timeout_s:.0f} s; "
+                f"worker {pid} was killed",
+                deadline_s=timeout_s,
+                during=what,
             ) from None
         except EOFError:
-            proc = self._proc
-            code = proc.wait(timeout=10) if proc is not None else 0
-            self._kill_locked()
-            self.restarts += 1
-            tail = " | ".join(list(self._stderr_tail)[-3:])
-            raise MeasurementFailed(
-                f"{self.label} crashed during {what} ({_signal_name(code)})"
-                + (f"; last output: {tail}" if tail else "")
-            ) from None
+            raise self._crashed(what) from None
+
+    def _crashed(self, what: str) -> WorkerCrashed:
+        proc = self._proc
+        code = proc.wait(timeout=10) if proc is not None else 0
+        self._kill_locked()
+        self.restarts += 1
+        tail = " | ".join(list(self._stderr_tail)[-3:])
+        name = _signal_name(code)
+        message = f"{self.label} crashed during {what} ({name or f'exit status {code}'})"
+        return WorkerCrashed(message + (f"; last output: {tail}" if tail else ""),
+                             returncode=code, signal=name, during=what, output_tail=tail)
 
     # ---------------------------------------------------------------------- calls
     def call(
@@ -196,27 +183,32 @@ class IsolatedWorker:
         on_event: Callable[[str], None] | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Run `op` in the worker; worker-side HilnasErrors are re-raised as themselves."""
+        """Run `op` in the worker and return its result.
+
+        Worker-side HilnasErrors are raised again as themselves; a dead worker raises
+        WorkerCrashed, one that overruns `timeout_s` WorkerTimedOut.
+        """
         with self._lock:
             self._start_locked()
             assert self._req_w is not None
-            payload = pickle.dumps({"op": op, **kwargs}, protocol=pickle.HIGHEST_PROTOCOL)
+            frame = memoryview(pipe.encode(pipe.Request(op, kwargs)))
             try:
-                os.write(self._req_w, _HEADER.pack(len(payload)) + payload)
+                while frame:
+                    frame = frame[os.write(self._req_w, frame):]
             except BrokenPipeError:
-                self._kill_locked()
-                raise MeasurementFailed(f"{self.label} exited unexpectedly") from None
+                raise self._crashed(op) from None
             deadline = time.monotonic() + timeout_s
             while True:
-                frame = self._read_frame(deadline, op)
-                if "event" in frame:
+                message = self._read(deadline, op, timeout_s)
+                if isinstance(message, pipe.Event):
                     if on_event is not None:
-                        on_event(frame["event"])
+                        on_event(message.name)
                     continue
                 break
-        if frame.get("ok"):
-            return frame["result"]
-        cls = ERRORS_BY_NAME.get(frame.get("error", ""), MeasurementFailed)
-        if frame.get("traceback"):
-            log.warning("worker error in %s:\n%s", op, frame["traceback"])
-        raise cls(frame.get("message", "unknown worker error"))
+        if isinstance(message, pipe.Result):
+            return message.value
+        if isinstance(message, pipe.Failure):
+            if message.traceback:
+                log.warning("worker error in %s:\n%s", op, message.traceback)
+            raise message.exception()
+        raise ProtocolError(f"{self.label} answered {op} with {type(message).__name__}")

@@ -17,31 +17,14 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from device_agent.errors import CandidateRejected, MeasurementFailed
+from device_agent.errors import CandidateRejected
+from device_agent.tflite_schema import CORRUPT_ERRORS, builtin_op_names, schema
 
 METHOD = (
     "isolated operators: each operator of the main subgraph cut into a single-operator "
     "model (same kernel, tensors, quantization and weights) and timed with the measurement "
     "protocol"
 )
-
-
-def _schema() -> Any:
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-
-        return schema
-    except ImportError:
-        pass
-    try:
-        from tensorflow.lite.python import schema_py_generated as schema
-
-        return schema
-    except ImportError as exc:
-        raise MeasurementFailed(
-            "per-operator profiling needs the TFLite flatbuffer schema from ai-edge-litert "
-            "(pip install ai-edge-litert)"
-        ) from exc
 
 
 def _ints(values: Any) -> list[int]:
@@ -56,23 +39,14 @@ class SingleOpModel:
     model_bytes: bytes
 
 
-def builtin_op_names() -> dict[int, str]:
-    schema = _schema()
-    return {
-        value: name
-        for name, value in vars(schema.BuiltinOperator).items()
-        if not name.startswith("_") and isinstance(value, int)
-    }
-
-
 def split_operators(model_bytes: bytes) -> list[SingleOpModel]:
     """One single-operator model per operator of the main subgraph, in execution order."""
     import flatbuffers
 
-    schema = _schema()
+    fb = schema()
     try:
-        model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
-    except Exception as exc:  # a corrupt flatbuffer raises anything from struct to index errors
+        model = fb.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+    except CORRUPT_ERRORS as exc:
         raise CandidateRejected(f"cannot parse the model flatbuffer: {exc}") from exc
     if not model.subgraphs:
         raise CandidateRejected("the model has no subgraph")
@@ -83,7 +57,7 @@ def split_operators(model_bytes: bytes) -> list[SingleOpModel]:
         code = model.operatorCodes[op.opcodeIndex]
         builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
         op_name = names.get(builtin, f"BUILTIN_{builtin}")
-        if builtin == schema.BuiltinOperator.CUSTOM:
+        if builtin == fb.BuiltinOperator.CUSTOM:
             op_name = f"CUSTOM:{(code.customCode or b'').decode(errors='replace')}"
 
         used: list[int] = []
@@ -102,7 +76,7 @@ def split_operators(model_bytes: bytes) -> list[SingleOpModel]:
             )
             return has_data or bool(tensor.isVariable)
 
-        sub = schema.SubGraphT()
+        sub = fb.SubGraphT()
         sub.tensors = [copy.deepcopy(main.tensors[t]) for t in used]
         sub.inputs = [remap[t] for t in op_inputs if t >= 0 and not is_constant(t)]
         sub.outputs = [remap[t] for t in op_outputs if t >= 0]

@@ -7,7 +7,9 @@ search engine and the backends never see protobuf.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import fields
+from functools import cache
+from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
 import numpy as np
 
@@ -30,6 +32,11 @@ from device_agent.types import (
     Sample,
     Source,
 )
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+D = TypeVar("D", bound="DataclassInstance")
 
 _SOURCE_TO_PB = {
     Source.MEASURED: pb.MEASURED,
@@ -70,6 +77,35 @@ def source_from_pb(value: Any) -> Source:
     except KeyError:
         # An unset source must never be read as "measured".
         return Source.UNAVAILABLE
+
+
+# Each dataclass and its message share field names, so fields are copied by name and only
+# those that change form (enums, nested messages, tuples) are converted by hand. A field
+# added to one side only fails loudly here instead of being dropped on the wire.
+def _fields(obj: Any, *, skip: tuple[str, ...] = (), **converted: Any) -> dict[str, Any]:
+    """A dataclass's fields as keyword arguments for its message; `converted` overrides."""
+    values = {f.name: getattr(obj, f.name) for f in fields(obj) if f.name not in skip}
+    return {**values, **converted}
+
+
+def _build(cls: type[D], msg: Any, **converted: Any) -> D:
+    """Dataclass `cls` from the message's fields of the same names; `converted` overrides."""
+    values = {f.name: getattr(msg, f.name) for f in fields(cls) if f.name not in converted}
+    return cls(**values, **converted)
+
+
+@cache
+def _figure_fields(cls: type) -> tuple[str, ...]:
+    hints = get_type_hints(cls)
+    return tuple(f.name for f in fields(cls) if hints[f.name] is Figure)
+
+
+def _figures_to_pb(obj: Any) -> dict[str, pb.Figure]:
+    return {name: figure_to_pb(getattr(obj, name)) for name in _figure_fields(obj.__class__)}
+
+
+def _figures_from_pb(cls: type, msg: Any) -> dict[str, Figure]:
+    return {name: figure_from_pb(getattr(msg, name)) for name in _figure_fields(cls)}
 
 
 # ------------------------------------------------------------------------------ tensors
@@ -119,74 +155,40 @@ def figure_from_pb(msg: pb.Figure) -> Figure:
 
 
 def runtime_to_pb(rt: RuntimeInfo) -> pb.RuntimeInfo:
-    return pb.RuntimeInfo(name=rt.name, version=rt.version)
+    return pb.RuntimeInfo(**_fields(rt))
 
 
 def runtime_from_pb(msg: pb.RuntimeInfo) -> RuntimeInfo:
-    return RuntimeInfo(msg.name, msg.version)
+    return _build(RuntimeInfo, msg)
 
 
 # ------------------------------------------------------------------------------ describe
 def device_info_to_pb(info: DeviceInfo) -> pb.DeviceDescription:
-    return pb.DeviceDescription(
-        name=info.name,
-        kind=info.kind,
-        backend=info.backend,
-        board=info.board,
-        cpu=info.cpu,
-        cpu_cores=info.cpu_cores,
-        ram_bytes=info.ram_bytes,
-        storage_bytes=info.storage_bytes,
+    sensor = info.power_sensor
+    return pb.DeviceDescription(**_fields(
+        info,
         runtimes=[runtime_to_pb(r) for r in info.runtimes],
-        power_sensor=pb.PowerSensorInfo(
-            name=info.power_sensor.name,
-            quantities=list(info.power_sensor.quantities),
-            source=source_to_pb(info.power_sensor.source),
-            detail=info.power_sensor.detail,
-        ),
-        limits=pb.Limits(
-            max_model_bytes=info.limits.max_model_bytes,
-            max_request_seconds=info.limits.max_request_seconds,
-            max_runs=info.limits.max_runs,
-            ram_budget_bytes=info.limits.ram_budget_bytes,
-            flash_budget_bytes=info.limits.flash_budget_bytes,
-        ),
-        agent_version=info.agent_version,
-        protocol_major=info.protocol_major,
-        protocol_minor=info.protocol_minor,
-        is_stand_in=info.is_stand_in,
+        power_sensor=pb.PowerSensorInfo(**_fields(
+            sensor, quantities=list(sensor.quantities), source=source_to_pb(sensor.source)
+        )),
+        limits=pb.Limits(**_fields(info.limits)),
         extra=dict(info.extra),
-    )
+    ))
 
 
 def device_info_from_pb(msg: pb.DeviceDescription) -> DeviceInfo:
-    return DeviceInfo(
-        name=msg.name,
-        kind=msg.kind,
-        backend=msg.backend,
-        board=msg.board,
-        cpu=msg.cpu,
-        cpu_cores=msg.cpu_cores,
-        ram_bytes=msg.ram_bytes,
-        storage_bytes=msg.storage_bytes,
+    sensor = msg.power_sensor
+    return _build(
+        DeviceInfo,
+        msg,
         runtimes=tuple(runtime_from_pb(r) for r in msg.runtimes),
-        power_sensor=PowerSensorInfo(
-            name=msg.power_sensor.name,
-            quantities=tuple(msg.power_sensor.quantities),
-            source=source_from_pb(msg.power_sensor.source),
-            detail=msg.power_sensor.detail,
+        power_sensor=_build(
+            PowerSensorInfo,
+            sensor,
+            quantities=tuple(sensor.quantities),
+            source=source_from_pb(sensor.source),
         ),
-        limits=Limits(
-            max_model_bytes=msg.limits.max_model_bytes,
-            max_request_seconds=msg.limits.max_request_seconds,
-            max_runs=msg.limits.max_runs,
-            ram_budget_bytes=msg.limits.ram_budget_bytes,
-            flash_budget_bytes=msg.limits.flash_budget_bytes,
-        ),
-        agent_version=msg.agent_version,
-        protocol_major=msg.protocol_major,
-        protocol_minor=msg.protocol_minor,
-        is_stand_in=msg.is_stand_in,
+        limits=_build(Limits, msg.limits),
         extra=dict(msg.extra),
     )
 
@@ -230,91 +232,33 @@ def settings_from_pb(msg: pb.MeasureSettings) -> MeasureSettings:
 
 
 def latency_to_pb(lat: LatencyStats) -> pb.LatencyStats:
-    return pb.LatencyStats(
-        n=lat.n,
-        min_us=lat.min_us,
-        p50_us=lat.p50_us,
-        p90_us=lat.p90_us,
-        p99_us=lat.p99_us,
-        max_us=lat.max_us,
-        mean_us=lat.mean_us,
-        std_us=lat.std_us,
-        cv=lat.cv,
-        median_ci95_relative=lat.median_ci95_relative,
-        stable=lat.stable,
-        source=source_to_pb(lat.source),
-        timer=lat.timer,
-        stop_reason=lat.stop_reason,
-    )
+    return pb.LatencyStats(**_fields(lat, source=source_to_pb(lat.source)))
 
 
 def latency_from_pb(msg: pb.LatencyStats) -> LatencyStats:
-    return LatencyStats(
-        n=msg.n,
-        min_us=msg.min_us,
-        p50_us=msg.p50_us,
-        p90_us=msg.p90_us,
-        p99_us=msg.p99_us,
-        max_us=msg.max_us,
-        mean_us=msg.mean_us,
-        std_us=msg.std_us,
-        cv=msg.cv,
-        median_ci95_relative=msg.median_ci95_relative,
-        stable=msg.stable,
-        source=source_from_pb(msg.source),
-        timer=msg.timer,
-        stop_reason=msg.stop_reason,
-    )
+    return _build(LatencyStats, msg, source=source_from_pb(msg.source))
 
 
 def measurement_to_pb(m: Measurement) -> pb.MeasureResponse:
-    return pb.MeasureResponse(
-        sha256=m.sha256,
+    return pb.MeasureResponse(**_fields(
+        m,
+        skip=("device",),  # the client knows which device it asked
         latency=latency_to_pb(m.latency),
-        memory=pb.MemoryStats(
-            peak_rss_bytes=figure_to_pb(m.memory.peak_rss_bytes),
-            model_bytes=figure_to_pb(m.memory.model_bytes),
-            arena_bytes=figure_to_pb(m.memory.arena_bytes),
-            baseline_rss_bytes=figure_to_pb(m.memory.baseline_rss_bytes),
-        ),
-        power=pb.PowerStats(
-            mean_power_mw=figure_to_pb(m.power.mean_power_mw),
-            energy_per_inference_uj=figure_to_pb(m.power.energy_per_inference_uj),
-            idle_power_mw=figure_to_pb(m.power.idle_power_mw),
-            samples=m.power.samples,
-            sensor=m.power.sensor,
-        ),
+        memory=pb.MemoryStats(**_figures_to_pb(m.memory)),
+        power=pb.PowerStats(**_fields(m.power, **_figures_to_pb(m.power))),
         runtime=runtime_to_pb(m.runtime),
-        started_unix=m.started_unix,
-        wall_seconds=m.wall_seconds,
-        compute_seconds=m.compute_seconds,
         notes=list(m.notes),
-        threads=m.threads,
-    )
+    ))
 
 
 def measurement_from_pb(msg: pb.MeasureResponse, device: str = "") -> Measurement:
-    return Measurement(
-        sha256=msg.sha256,
+    return _build(
+        Measurement,
+        msg,
         latency=latency_from_pb(msg.latency),
-        memory=MemoryStats(
-            peak_rss_bytes=figure_from_pb(msg.memory.peak_rss_bytes),
-            model_bytes=figure_from_pb(msg.memory.model_bytes),
-            arena_bytes=figure_from_pb(msg.memory.arena_bytes),
-            baseline_rss_bytes=figure_from_pb(msg.memory.baseline_rss_bytes),
-        ),
-        power=PowerStats(
-            mean_power_mw=figure_from_pb(msg.power.mean_power_mw),
-            energy_per_inference_uj=figure_from_pb(msg.power.energy_per_inference_uj),
-            idle_power_mw=figure_from_pb(msg.power.idle_power_mw),
-            samples=msg.power.samples,
-            sensor=msg.power.sensor,
-        ),
+        memory=_build(MemoryStats, msg.memory, **_figures_from_pb(MemoryStats, msg.memory)),
+        power=_build(PowerStats, msg.power, **_figures_from_pb(PowerStats, msg.power)),
         runtime=runtime_from_pb(msg.runtime),
-        threads=msg.threads,
-        started_unix=msg.started_unix,
-        wall_seconds=msg.wall_seconds,
-        compute_seconds=msg.compute_seconds,
         notes=tuple(msg.notes),
         device=device,
     )
@@ -322,35 +266,20 @@ def measurement_from_pb(msg: pb.MeasureResponse, device: str = "") -> Measuremen
 
 # ------------------------------------------------------------------------------ profile
 def profile_to_pb(p: OpProfile) -> pb.ProfileResponse:
-    return pb.ProfileResponse(
-        sha256=p.sha256,
-        ops=[
-            pb.OpTiming(
-                index=o.index,
-                op=o.op,
-                mean_us=o.mean_us,
-                p50_us=o.p50_us,
-                fraction=o.fraction,
-                runs=o.runs,
-            )
-            for o in p.ops
-        ],
-        method=p.method,
-        whole_model_p50_us=p.whole_model_p50_us,
+    return pb.ProfileResponse(**_fields(
+        p,
+        ops=[pb.OpTiming(**_fields(o)) for o in p.ops],
         source=source_to_pb(p.source),
         runtime=runtime_to_pb(p.runtime),
         notes=list(p.notes),
-    )
+    ))
 
 
 def profile_from_pb(msg: pb.ProfileResponse) -> OpProfile:
-    return OpProfile(
-        sha256=msg.sha256,
-        ops=tuple(
-            OpTiming(o.index, o.op, o.mean_us, o.p50_us, o.fraction, o.runs) for o in msg.ops
-        ),
-        method=msg.method,
-        whole_model_p50_us=msg.whole_model_p50_us,
+    return _build(
+        OpProfile,
+        msg,
+        ops=tuple(_build(OpTiming, o) for o in msg.ops),
         source=source_from_pb(msg.source),
         runtime=runtime_from_pb(msg.runtime),
         notes=tuple(msg.notes),

@@ -21,21 +21,11 @@ from typing import Any, TypeVar
 
 import grpc
 
-from device_agent import serde
+from device_agent import errors, serde
 from device_agent.auth import ERROR_METADATA_KEY, TlsConfig, TokenAuthInterceptor
 from device_agent.backends.base import Backend
 from device_agent.cache import ModelCache, check_sha256
-from device_agent.errors import (
-    AuthenticationFailed,
-    CandidateRejected,
-    ConfigError,
-    DataError,
-    DeviceUnavailable,
-    HilnasError,
-    MeasurementFailed,
-    ModelNotFound,
-    ProtocolError,
-)
+from device_agent.errors import CandidateRejected, ConfigError, DeviceUnavailable, HilnasError
 from device_agent.proto import agent_pb2 as pb
 from device_agent.proto import agent_pb2_grpc as pb_grpc
 from device_agent.types import DeviceInfo
@@ -43,15 +33,17 @@ from device_agent.versions import AGENT_VERSION
 
 log = logging.getLogger(__name__)
 
+# The status code of each error class (a subclass takes its base's; the class itself travels
+# by name in the trailing metadata, so the client raises exactly what the agent raised).
 STATUS_FOR_ERROR: dict[type[HilnasError], grpc.StatusCode] = {
-    CandidateRejected: grpc.StatusCode.INVALID_ARGUMENT,
-    ConfigError: grpc.StatusCode.INVALID_ARGUMENT,
-    DataError: grpc.StatusCode.INVALID_ARGUMENT,
-    ModelNotFound: grpc.StatusCode.NOT_FOUND,
-    MeasurementFailed: grpc.StatusCode.INTERNAL,
-    DeviceUnavailable: grpc.StatusCode.UNAVAILABLE,
-    ProtocolError: grpc.StatusCode.FAILED_PRECONDITION,
-    AuthenticationFailed: grpc.StatusCode.UNAUTHENTICATED,
+    errors.CandidateRejected: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.ConfigError: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.DataError: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.ModelNotFound: grpc.StatusCode.NOT_FOUND,
+    errors.MeasurementFailed: grpc.StatusCode.INTERNAL,
+    errors.DeviceUnavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.ProtocolError: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.AuthenticationFailed: grpc.StatusCode.UNAUTHENTICATED,
 }
 HEARTBEAT_INTERVAL_S = 5.0
 # Uploads arrive in chunks of this size; other messages (Validate batches) may be larger.
@@ -61,6 +53,7 @@ MAX_VALIDATE_SAMPLES = 100_000
 TFLITE_IDENTIFIER = b"TFL3"
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def _rpc(method: F) -> F:
@@ -80,7 +73,9 @@ def _rpc(method: F) -> F:
             context.abort(code, str(exc))
         except Exception as exc:
             log.exception("%s crashed", method.__name__)
-            context.set_trailing_metadata(((ERROR_METADATA_KEY, "MeasurementFailed"),))
+            context.set_trailing_metadata(
+                ((ERROR_METADATA_KEY, errors.MeasurementFailed.__name__),)
+            )
             context.abort(grpc.StatusCode.INTERNAL, f"agent error: {type(exc).__name__}: {exc}")
 
     return wrapper  # type: ignore[return-value]
@@ -150,13 +145,13 @@ class AgentServicer(pb_grpc.DeviceAgentServicer):
         deadline = time.monotonic() + self.max_request_seconds
         first = next(request_iterator, None)
         if first is None or not first.HasField("header"):
-            raise ProtocolError("an upload must start with a chunk that carries the header")
+            raise errors.ProtocolError("an upload must start with a chunk that carries the header")
         header = first.header
         sha = check_sha256(header.sha256)
         if self.cache.has(sha):
             return pb.UploadModelResponse(sha256=sha, bytes_received=0, already_present=True)
         if header.total_bytes <= 0:
-            raise ProtocolError("the upload header must give the model's size")
+            raise errors.ProtocolError("the upload header must give the model's size")
 
         def chunks() -> Iterator[bytes]:
             yield first.data
@@ -185,23 +180,21 @@ class AgentServicer(pb_grpc.DeviceAgentServicer):
             raise
         return pb.UploadModelResponse(sha256=sha, bytes_received=header.total_bytes)
 
-    @_rpc
-    def Measure(self, request: pb.MeasureRequest, context: grpc.ServicerContext) -> Any:
+    def _timed_run(self, request: Any, context: grpc.ServicerContext, run: Callable[..., T]) -> T:
+        """Measure and Profile: a cached model, settings within the limits, the device held."""
         sha = check_sha256(request.sha256)
         settings = serde.settings_from_pb(request.settings).validated(self.describe_device().limits)
         path = self.cache.path(sha)
         with self._exclusive(context):
-            result = self.backend.measure(path, sha, settings)
-        return serde.measurement_to_pb(result)
+            return run(path, sha, settings)
+
+    @_rpc
+    def Measure(self, request: pb.MeasureRequest, context: grpc.ServicerContext) -> Any:
+        return serde.measurement_to_pb(self._timed_run(request, context, self.backend.measure))
 
     @_rpc
     def Profile(self, request: pb.ProfileRequest, context: grpc.ServicerContext) -> Any:
-        sha = check_sha256(request.sha256)
-        settings = serde.settings_from_pb(request.settings).validated(self.describe_device().limits)
-        path = self.cache.path(sha)
-        with self._exclusive(context):
-            result = self.backend.profile(path, sha, settings)
-        return serde.profile_to_pb(result)
+        return serde.profile_to_pb(self._timed_run(request, context, self.backend.profile))
 
     @_rpc
     def Validate(self, request: pb.ValidateRequest, context: grpc.ServicerContext) -> Any:

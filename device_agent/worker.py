@@ -1,52 +1,29 @@
 """The child process that runs candidate models (started by device_agent.isolation).
 
-It loads the TFLite runtime once, then serves requests from the agent over a pipe: check,
-measure, profile and validate. A model that crashes or hangs the runtime takes down only
-this process; the agent reports the failure and starts a fresh worker.
-
-Wire format on the pipes: 4-byte big-endian length + pickle. Both ends are this package,
-started by the agent itself, so pickle is safe here (nothing from the network is
-unpickled: requests are built by the agent from validated protobuf messages).
+It loads the TFLite runtime once, then serves requests from the agent over the worker pipe
+(device_agent.pipe): info, check, measure, profile and validate. A model that crashes or
+hangs the runtime takes down only this process; the agent reports the failure and starts a
+fresh worker.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-import struct
 import sys
-import time
-import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 from device_agent import measure as m
+from device_agent import pipe
 from device_agent.errors import CandidateRejected, HilnasError, MeasurementFailed
 from device_agent.op_profile import METHOD as PROFILE_METHOD
 from device_agent.op_profile import split_operators
 from device_agent.runtimes import TfliteRuntime, load_runtime
-from device_agent.types import Figure, MeasureSettings, OpTiming
-
-_HEADER = struct.Struct(">I")
-
-
-def write_frame(stream: BinaryIO, obj: Any) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(data)) + data)
-    stream.flush()
-
-
-def read_frame(stream: BinaryIO) -> Any:
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        raise EOFError("pipe closed")
-    (size,) = _HEADER.unpack(header)
-    data = stream.read(size)
-    if len(data) < size:
-        raise EOFError("pipe closed mid-frame")
-    return pickle.loads(data)
+from device_agent.types import Figure, MeasureSettings, OpTiming, RuntimeInfo
 
 
 def _tensor_bytes(interp: Any) -> int:
@@ -61,12 +38,15 @@ def _tensor_bytes(interp: Any) -> int:
 
 
 class Worker:
-    def __init__(self, runtime: TfliteRuntime, events: BinaryIO) -> None:
-        self.runtime = runtime
-        self.events = events
+    """The request handlers; `emit` sends an event to the agent during a request."""
 
-    def _event(self, name: str) -> None:
-        write_frame(self.events, {"event": name, "t": time.time()})
+    def __init__(self, runtime: TfliteRuntime, emit: Callable[[str], None]) -> None:
+        self.runtime = runtime
+        self._event = emit
+
+    def handlers(self) -> pipe.Handlers:
+        return {"info": self.info, "check": self.check, "measure": self.measure,
+                "profile": self.profile, "validate": self.validate}
 
     def _interpreter(self, model: Path | bytes, threads: int) -> Any:
         kwargs: dict[str, Any] = {"num_threads": threads}
@@ -264,51 +244,15 @@ def _warm_up() -> None:
     m.peak_rss_bytes()
 
 
-def main() -> int:
-    # fds are passed by the parent: requests in, responses (and events) out.
-    req_fd, resp_fd = int(sys.argv[1]), int(sys.argv[2])
-    preferred = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] else None
-    requests = os.fdopen(req_fd, "rb", buffering=0)
-    responses = os.fdopen(resp_fd, "wb", buffering=0)
-    try:
-        runtime = load_runtime(preferred)
-    except HilnasError as exc:
-        write_frame(responses, {"ok": False, "error": type(exc).__name__, "message": str(exc)})
-        return 1
+def _setup(ctx: pipe.WorkerContext) -> tuple[RuntimeInfo, pipe.Handlers]:
+    runtime = load_runtime(ctx.runtime)
     _apply_memory_limit()
     _warm_up()
-    worker = Worker(runtime, responses)
-    write_frame(responses, {"ok": True, "ready": True, "runtime": runtime.info})
-    while True:
-        try:
-            request = read_frame(requests)
-        except EOFError:
-            return 0
-        op = request.pop("op")
-        try:
-            result = getattr(worker, op)(**request)
-            write_frame(responses, {"ok": True, "result": result})
-        except HilnasError as exc:
-            write_frame(responses, {"ok": False, "error": type(exc).__name__, "message": str(exc)})
-        except MemoryError:
-            write_frame(
-                responses,
-                {
-                    "ok": False,
-                    "error": "MeasurementFailed",
-                    "message": "out of memory in the worker",
-                },
-            )
-        except Exception as exc:  # report, keep serving: the agent decides what it means
-            write_frame(
-                responses,
-                {
-                    "ok": False,
-                    "error": "MeasurementFailed",
-                    "message": f"{type(exc).__name__}: {exc}",
-                    "traceback": traceback.format_exc(limit=5),
-                },
-            )
+    return runtime.info, Worker(runtime, ctx.emit).handlers()
+
+
+def main() -> int:
+    return pipe.run_worker(_setup)
 
 
 if __name__ == "__main__":

@@ -1,27 +1,8 @@
-"""Host-side view of the shared exception hierarchy (re-exported from the agent package)."""
+"""Host-side view of the shared exception hierarchy (re-exported from the agent package).
 
-from device_agent.errors import (
-    ERRORS_BY_NAME,
-    AuthenticationFailed,
-    CandidateRejected,
-    ConfigError,
-    DataError,
-    DeviceUnavailable,
-    HilnasError,
-    MeasurementFailed,
-    ModelNotFound,
-    ProtocolError,
-)
+The classes live in `device_agent.errors` (the host depends on the agent package, never the
+reverse); this module gives them their host name, with the same `__all__`.
+"""
 
-__all__ = [
-    "ERRORS_BY_NAME",
-    "AuthenticationFailed",
-    "CandidateRejected",
-    "ConfigError",
-    "DataError",
-    "DeviceUnavailable",
-    "HilnasError",
-    "MeasurementFailed",
-    "ModelNotFound",
-    "ProtocolError",
-]
+from device_agent.errors import *  # noqa: F403
+from device_agent.errors import __all__ as __all__

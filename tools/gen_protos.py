@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 PROTO_FILE = "hilnas/agent/v1/agent.proto"
 OUT_DIR = ROOT / "device_agent" / "proto"
-GENERATED = ("agent_pb2.py", "agent_pb2.pyi", "agent_pb2_grpc.py")
+# No .pyi: mypy skips the generated modules (pyproject: follow_imports = "skip"), and the
+# search engine never sees a _pb2 class (protobuf stops at device_agent/serde.py).
+GENERATED = ("agent_pb2.py", "agent_pb2_grpc.py")
 
 
 def generate(dest: Path) -> None:
@@ -34,7 +36,6 @@ def generate(dest: Path) -> None:
         f"-I{PROTO_ROOT}",
         f"-I{wkt}",
         f"--python_out={dest}",
-        f"--pyi_out={dest}",
         f"--grpc_python_out={dest}",
         str(PROTO_ROOT / PROTO_FILE),
     ]

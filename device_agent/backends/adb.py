@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from device_agent import types
 from device_agent.adb.benchmark_output import BenchmarkOutput, parse_benchmark_output
 from device_agent.adb.client import AdbClient
 from device_agent.adb.hygiene import (
@@ -47,29 +48,20 @@ from device_agent.adb.hygiene import (
 )
 from device_agent.backends.base import Backend, register_backend
 from device_agent.errors import CandidateRejected, ConfigError, MeasurementFailed
-from device_agent.power.base import PowerSensor, PowerTrace, get_sensor_class, power_stats
-from device_agent.types import (
-    DeviceInfo,
-    Figure,
-    LatencyStats,
-    Limits,
-    Measurement,
-    MeasureSettings,
-    MemoryStats,
-    OpProfile,
-    OpTiming,
-    PowerSensorInfo,
-    PowerStats,
-    RuntimeInfo,
-    Sample,
-    Source,
-    latency_stats,
+from device_agent.power.base import (
+    PowerSensor,
+    PowerTrace,
+    get_sensor_class,
+    power_stats,
+    sensor_info,
 )
-from device_agent.versions import AGENT_VERSION, PROTOCOL_MAJOR, PROTOCOL_MINOR
+from device_agent.tflite_schema import model_ops
 
 STAND_IN_PROPERTY = "ro.hilnas.adb_stand_in"
 RUNTIME_NAME = "litert-benchmark_model"
-DEFAULT_LIMITS = Limits(max_model_bytes=64 * 1024 * 1024, max_request_seconds=600.0, max_runs=5000)
+DEFAULT_LIMITS = types.Limits(
+    max_model_bytes=64 * 1024 * 1024, max_request_seconds=600.0, max_runs=5000
+)
 NAN = float("nan")
 # Phrases in benchmark_model's output that mean the model, not the phone, is at fault.
 _REJECT_PATTERNS = (
@@ -107,7 +99,7 @@ class AdbBackend(Backend):
         latency_mode: str = "summary",
         power_sensor: PowerSensor | None = None,
         power_min_seconds: float = 5.0,
-        limits: Limits = DEFAULT_LIMITS,
+        limits: types.Limits = DEFAULT_LIMITS,
         run_slack_s: float = 60.0,
     ) -> None:
         if latency_mode not in ("summary", "repeated"):
@@ -133,7 +125,7 @@ class AdbBackend(Backend):
         self.serial = client.select()  # DeviceUnavailable for offline/unauthorized/ambiguous
         props = client.getprops()
         self.is_stand_in = props.get(STAND_IN_PROPERTY) == "1"
-        self.source = Source.REPLAYED if self.is_stand_in else Source.MEASURED
+        self.source = types.Source.REPLAYED if self.is_stand_in else types.Source.MEASURED
         if power_sensor is not None and hasattr(power_sensor, "stand_in"):
             power_sensor.stand_in = self.is_stand_in
         self.battery_node = find_battery_node(client)
@@ -157,9 +149,10 @@ class AdbBackend(Backend):
         out = self.client.shell(f"ls {shlex.quote(directory)} 2>/dev/null", check=False)
         return [x.strip() for x in out.split() if x.strip()]
 
-    def runtime(self) -> RuntimeInfo:
+    def runtime(self) -> types.RuntimeInfo:
         version = self.tool_version or "version not printed by this build"
-        return RuntimeInfo(RUNTIME_NAME, f"{version} (binary sha256 {self.binary_sha256[:12]})")
+        binary = f"binary sha256 {self.binary_sha256[:12]}"
+        return types.RuntimeInfo(RUNTIME_NAME, f"{version} ({binary})")
 
     def _push_model(self, model_path: Path, sha256: str) -> str:
         name = f"{sha256}.tflite"
@@ -175,6 +168,12 @@ class AdbBackend(Backend):
             raise CandidateRejected(
                 f"model is {size} bytes, over this phone's limit {self.limits.max_model_bytes}"
             )
+        # Read it on the bridge before a phone gets it: a damaged flatbuffer is refused here
+        # with a clear reason, not by benchmark_model's crash on the phone.
+        try:
+            model_ops(model_path.read_bytes())
+        except ConfigError:  # no TFLite schema on the bridge: benchmark_model will say
+            pass
 
     def _run_binary(
         self, flags: Sequence[str], *, mask: str | None, timeout_s: float
@@ -221,11 +220,11 @@ class AdbBackend(Backend):
         notes += [f"WARNING: {w}" for w in throttle_warnings(before, after, hot_c=self.hot_c)]
         return notes
 
-    def _base_flags(self, remote: str, settings: MeasureSettings) -> list[str]:
+    def _base_flags(self, remote: str, settings: types.MeasureSettings) -> list[str]:
         return [f"--graph={remote}", f"--num_threads={settings.threads}"]
 
     # ------------------------------------------------------------------ describe
-    def describe(self) -> DeviceInfo:
+    def describe(self) -> types.DeviceInfo:
         props = self.client.getprops()
         meminfo = self.client.shell("cat /proc/meminfo", check=False)
         m = re.search(r"MemTotal:\s+(\d+)\s*kB", meminfo)
@@ -245,26 +244,17 @@ class AdbBackend(Backend):
         vendor = props.get("ro.soc.manufacturer", "")
         model = props.get("ro.product.model", "unknown phone")
         maker = props.get("ro.product.manufacturer", "")
-        sensor_info = (
-            self.power_sensor.info()
-            if self.power_sensor is not None
-            else PowerSensorInfo("none", (), Source.UNAVAILABLE, "no power sensor configured")
-        )
-        return DeviceInfo(
+        return self.device_info(
             name=self.device_name,
             kind="android",
-            backend=self.name,
             board=f"{maker} {model}".strip(),
             cpu=f"{vendor} {soc}".strip(),
             cpu_cores=cores,
             ram_bytes=ram,
             storage_bytes=storage,
             runtimes=(self.runtime(),),
-            power_sensor=sensor_info,
+            power_sensor=sensor_info(self.power_sensor),
             limits=self.limits,
-            agent_version=AGENT_VERSION,
-            protocol_major=PROTOCOL_MAJOR,
-            protocol_minor=PROTOCOL_MINOR,
             is_stand_in=self.is_stand_in,
             extra={
                 "serial": self.serial,
@@ -279,7 +269,9 @@ class AdbBackend(Backend):
         )
 
     # ------------------------------------------------------------------ measure
-    def measure(self, model_path: Path, sha256: str, settings: MeasureSettings) -> Measurement:
+    def measure(
+        self, model_path: Path, sha256: str, settings: types.MeasureSettings
+    ) -> types.Measurement:
         settings = settings.validated(self.limits)
         self.check_model(model_path)
         remote = self._push_model(model_path, sha256)
@@ -316,7 +308,7 @@ class AdbBackend(Backend):
         notes += run_notes
         notes += self._after(before)
         power = self._power(sensor, trace, inferences, compute_s, idle, power_failure, notes)
-        return Measurement(
+        return types.Measurement(
             sha256=sha256,
             latency=latency,
             memory=self._memory(parsed, model_path),
@@ -331,8 +323,8 @@ class AdbBackend(Backend):
         )
 
     def _measure_summary(
-        self, remote: str, settings: MeasureSettings, mask: str | None
-    ) -> tuple[LatencyStats, float, int, BenchmarkOutput, list[str]]:
+        self, remote: str, settings: types.MeasureSettings, mask: str | None
+    ) -> tuple[types.LatencyStats, float, int, BenchmarkOutput, list[str]]:
         min_secs = self.power_min_seconds if self.power_sensor is not None else 0.0
         flags = self._base_flags(remote, settings) + [
             f"--warmup_runs={settings.warmup_runs}",
@@ -348,7 +340,7 @@ class AdbBackend(Backend):
         if runs is None or runs.avg_us is None:
             raise MeasurementFailed("benchmark_model printed no statistics for the timed runs")
         std = runs.std_us if runs.std_us is not None else NAN
-        latency = LatencyStats(
+        latency = types.LatencyStats(
             n=runs.count,
             min_us=runs.min_us if runs.min_us is not None else NAN,
             p50_us=NAN,
@@ -380,8 +372,8 @@ class AdbBackend(Backend):
         return latency, compute_s, runs.count, parsed, notes
 
     def _measure_repeated(
-        self, remote: str, settings: MeasureSettings, mask: str | None
-    ) -> tuple[LatencyStats, float, int, BenchmarkOutput, list[str]]:
+        self, remote: str, settings: types.MeasureSettings, mask: str | None
+    ) -> tuple[types.LatencyStats, float, int, BenchmarkOutput, list[str]]:
         flags = self._base_flags(remote, settings) + [
             f"--warmup_runs={settings.warmup_runs}",
             "--warmup_min_secs=0",
@@ -402,7 +394,7 @@ class AdbBackend(Backend):
                 raise MeasurementFailed("benchmark_model printed no time for its timed run")
             samples.append(value)
         assert parsed is not None
-        latency = latency_stats(
+        latency = types.latency_stats(
             samples,
             source=self.source,
             timer=(
@@ -419,12 +411,12 @@ class AdbBackend(Backend):
         ]
         return latency, sum(samples) / 1e6, len(samples), parsed, notes
 
-    def _memory(self, parsed: BenchmarkOutput, model_path: Path) -> MemoryStats:
-        model = Figure.measured(model_path.stat().st_size, "model file size (bytes)")
-        arena = Figure.unavailable("benchmark_model does not report the tensor arena")
+    def _memory(self, parsed: BenchmarkOutput, model_path: Path) -> types.MemoryStats:
+        model = types.Figure.measured(model_path.stat().st_size, "model file size (bytes)")
+        arena = types.Figure.unavailable("benchmark_model does not report the tensor arena")
         if parsed.memory_overall_mb is None:
-            peak = Figure.unavailable("this benchmark_model build prints no memory footprint")
-            base = Figure.unavailable("this benchmark_model build prints no memory footprint")
+            peak = types.Figure.unavailable("this benchmark_model build prints no memory footprint")
+            base = types.Figure.unavailable("this benchmark_model build prints no memory footprint")
         else:
             mib = 1024 * 1024
             what = (
@@ -432,17 +424,17 @@ class AdbBackend(Backend):
                 if parsed.memory_kind == "peak"
                 else "memory footprint delta from the tool's start (not absolute RSS)"
             )
-            peak = Figure(
+            peak = types.Figure(
                 parsed.memory_overall_mb * mib,
                 self.source,
                 f"benchmark_model {what}, overall; the tool calls it approximate",
             )
-            base = Figure(
+            base = types.Figure(
                 (parsed.memory_init_mb or 0.0) * mib,
                 self.source,
                 f"benchmark_model {what} after initialisation",
             )
-        return MemoryStats(peak_rss_bytes=peak, model_bytes=model, arena_bytes=arena,
+        return types.MemoryStats(peak_rss_bytes=peak, model_bytes=model, arena_bytes=arena,
                            baseline_rss_bytes=base)
 
     def _power(
@@ -454,22 +446,24 @@ class AdbBackend(Backend):
         idle: float | None,
         failure: str,
         notes: list[str],
-    ) -> PowerStats:
+    ) -> types.PowerStats:
         if sensor is None:
-            return PowerStats.unavailable("no power sensor configured (--power-sensor)")
+            return types.PowerStats.unavailable("no power sensor configured (--power-sensor)")
         verdict = getattr(sensor, "verdict", None)
         if verdict is not None:
             why, caveats = verdict(trace)
             notes.extend(f"power: {c}" for c in caveats)
             if why:
-                return PowerStats.unavailable(why, sensor.info().name)
+                return types.PowerStats.unavailable(why, sensor.info().name)
         return power_stats(
             sensor, trace, inferences=inferences, compute_seconds=compute_s, idle_mw=idle,
             failure=failure,
         )
 
     # ------------------------------------------------------------------ profile
-    def profile(self, model_path: Path, sha256: str, settings: MeasureSettings) -> OpProfile:
+    def profile(
+        self, model_path: Path, sha256: str, settings: types.MeasureSettings
+    ) -> types.OpProfile:
         settings = settings.validated(self.limits)
         self.check_model(model_path)
         remote = self._push_model(model_path, sha256)
@@ -496,7 +490,7 @@ class AdbBackend(Backend):
         )
         total = sum(r.avg_ms for r in section.run_order) or 1.0
         ops = tuple(
-            OpTiming(
+            types.OpTiming(
                 index=r.node_index if r.node_index is not None else i,
                 op=r.node_type,
                 mean_us=r.avg_ms * 1000.0,
@@ -517,7 +511,7 @@ class AdbBackend(Backend):
             notes.append("first operators: " + ", ".join(names))
         if any(r.node_index is None for r in section.run_order):
             notes.append("this build prints no node indices; index is the run-order position")
-        return OpProfile(
+        return types.OpProfile(
             sha256=sha256,
             ops=ops,
             method="litert benchmark_model --enable_op_profiling (Run Order table, avg ms)",
@@ -529,8 +523,8 @@ class AdbBackend(Backend):
 
     # ------------------------------------------------------------------ validate
     def validate(
-        self, model_path: Path, sha256: str, inputs: Sequence[Sample], threads: int = 1
-    ) -> list[Sample]:
+        self, model_path: Path, sha256: str, inputs: Sequence[types.Sample], threads: int = 1
+    ) -> list[types.Sample]:
         missing = [
             f for f in ("input_layer_value_files", "output_filepath") if f not in self.help_text
         ]
@@ -543,7 +537,7 @@ class AdbBackend(Backend):
         in_details, out_details = _tensor_details(model_path)
         remote = self._push_model(model_path, sha256)
         io = f"{self.device_dir}/io"
-        results: list[Sample] = []
+        results: list[types.Sample] = []
         with tempfile.TemporaryDirectory(prefix="hilnas-adb-") as tmp:
             for sample in inputs:
                 if len(sample) != len(in_details):
@@ -566,7 +560,7 @@ class AdbBackend(Backend):
                     names.append(name)
                     shapes.append(",".join(str(int(d)) for d in det["shape"]))
                     files.append(f"{name.replace(':', '::')}:{io}/in{j}.bin")
-                flags = self._base_flags(remote, MeasureSettings(threads=threads)) + [
+                flags = self._base_flags(remote, types.MeasureSettings(threads=threads)) + [
                     "--warmup_runs=0",
                     "--warmup_min_secs=0",
                     "--num_runs=1",
@@ -628,7 +622,7 @@ class AdbBackend(Backend):
             sensor = sensor_cls.from_args(args) if sensor_cls is not None else None
         max_mb = getattr(args, "max_model_mb", None)
         max_s = getattr(args, "max_request_seconds", None)
-        limits = Limits(
+        limits = types.Limits(
             max_model_bytes=max_mb * 1024 * 1024 if max_mb else DEFAULT_LIMITS.max_model_bytes,
             max_request_seconds=max_s or DEFAULT_LIMITS.max_request_seconds,
             max_runs=DEFAULT_LIMITS.max_runs,
@@ -688,7 +682,7 @@ def _tensor_details(model_path: Path) -> tuple[list[dict[str, Any]], list[dict[s
     return list(interp.get_input_details()), list(interp.get_output_details())
 
 
-def _split_outputs(blob: bytes, details: list[dict[str, Any]]) -> Sample:
+def _split_outputs(blob: bytes, details: list[dict[str, Any]]) -> types.Sample:
     """benchmark_model writes the output tensors' raw bytes one after another, in order."""
     import numpy as np
 

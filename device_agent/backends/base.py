@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import abc
 import argparse
-import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from device_agent.errors import ConfigError
+from device_agent.registry import Registry
 from device_agent.types import DeviceInfo, Measurement, MeasureSettings, OpProfile, Sample
+from device_agent.versions import AGENT_VERSION, PROTOCOL_MAJOR, PROTOCOL_MINOR
 
 
 class Backend(abc.ABC):
@@ -53,6 +54,16 @@ class Backend(abc.ABC):
         self, model_path: Path, sha256: str, inputs: Sequence[Sample], threads: int = 1
     ) -> list[Sample]: ...
 
+    def device_info(self, **fields: Any) -> DeviceInfo:
+        """A DeviceInfo for `describe()`: this backend's name and this agent's versions filled.
+
+        The backend gives what only it knows (name, kind, board, CPU, RAM, runtimes, sensor,
+        limits, `is_stand_in`, extra); the protocol and agent versions are the package's.
+        """
+        fields.setdefault("backend", self.name)
+        return DeviceInfo(agent_version=AGENT_VERSION, protocol_major=PROTOCOL_MAJOR,
+                          protocol_minor=PROTOCOL_MINOR, **fields)
+
     def check_model(self, model_path: Path) -> None:  # noqa: B027 - optional hook
         """Reject a model this device cannot run (raise CandidateRejected). Default: accept."""
 
@@ -71,7 +82,6 @@ class Backend(abc.ABC):
 
 
 BackendFactory = type[Backend]
-_REGISTRY: dict[str, BackendFactory] = {}
 
 # name -> module that registers it; imported only when that backend is asked for.
 BUILTIN_BACKENDS: dict[str, str] = {
@@ -82,31 +92,10 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "pynq": "device_agent.backends.pynq",
     "hls-csim": "device_agent.backends.hls_csim",
 }
+BACKENDS: Registry[BackendFactory] = Registry("backend", modules=BUILTIN_BACKENDS)
 
-
-def register_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
-    """Class decorator: make a Backend available under `name`. A duplicate is an error."""
-
-    def decorator(cls: BackendFactory) -> BackendFactory:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ConfigError(f"backend {name!r} is registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
-
-
-def get_backend_class(name: str) -> BackendFactory:
-    """The Backend class registered as `name`, importing its module on first use."""
-    if name not in _REGISTRY and name in BUILTIN_BACKENDS:
-        importlib.import_module(BUILTIN_BACKENDS[name])
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(set(BUILTIN_BACKENDS) | set(_REGISTRY)))
-        raise ConfigError(f"unknown backend {name!r}; known backends: {known}") from None
-
-
-def available_backend_names() -> list[str]:
-    return sorted(set(BUILTIN_BACKENDS) | set(_REGISTRY))
+#: Class decorator: make a Backend available under `name`. A duplicate is an error.
+register_backend = BACKENDS.register
+#: The Backend class registered as `name`, importing its module on first use.
+get_backend_class = BACKENDS.get
+available_backend_names = BACKENDS.names

@@ -15,26 +15,19 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from device_agent import sysinfo
+from device_agent import sysinfo, types
 from device_agent.backends.base import Backend, register_backend
 from device_agent.errors import MeasurementFailed
 from device_agent.isolation import IsolatedWorker
-from device_agent.power.base import PowerSensor, PowerTrace, get_sensor_class, power_stats
-from device_agent.types import (
-    DeviceInfo,
-    Figure,
-    Limits,
-    Measurement,
-    MeasureSettings,
-    MemoryStats,
-    OpProfile,
-    PowerSensorInfo,
-    Sample,
-    Source,
+from device_agent.power.base import (
+    PowerSensor,
+    PowerTrace,
+    get_sensor_class,
+    power_stats,
+    sensor_info,
 )
-from device_agent.versions import AGENT_VERSION, PROTOCOL_MAJOR, PROTOCOL_MINOR
 
-DEFAULT_LIMITS = Limits(
+DEFAULT_LIMITS = types.Limits(
     max_model_bytes=64 * 1024 * 1024, max_request_seconds=120.0, max_runs=10_000
 )
 # Time allowed beyond the measurement's own budget for loading the model and reporting.
@@ -52,7 +45,7 @@ class LiteRTBackend(Backend):
         runtime: str | None = None,
         power_sensor: PowerSensor | None = None,
         memory_limit_bytes: int | None = None,
-        limits: Limits = DEFAULT_LIMITS,
+        limits: types.Limits = DEFAULT_LIMITS,
         storage_path: str | Path = "/",
         deadline_slack_s: float = DEADLINE_SLACK_S,
     ) -> None:
@@ -65,39 +58,32 @@ class LiteRTBackend(Backend):
         self.runtime = self.worker.start()
 
     # ---------------------------------------------------------------------- describe
-    def describe(self) -> DeviceInfo:
-        sensor_info = (
-            self.power_sensor.info()
-            if self.power_sensor is not None
-            else PowerSensorInfo("none", (), Source.UNAVAILABLE, "no power sensor configured")
-        )
-        return DeviceInfo(
+    def describe(self) -> types.DeviceInfo:
+        return self.device_info(
             name=self.device_name,
             kind="linux",
-            backend=self.name,
             board=sysinfo.board_name(),
             cpu=sysinfo.cpu_model(),
             cpu_cores=sysinfo.cpu_cores(),
             ram_bytes=sysinfo.ram_bytes(),
             storage_bytes=sysinfo.storage_bytes(self.storage_path),
             runtimes=(self.runtime,),
-            power_sensor=sensor_info,
+            power_sensor=sensor_info(self.power_sensor),
             limits=self.limits,
-            agent_version=AGENT_VERSION,
-            protocol_major=PROTOCOL_MAJOR,
-            protocol_minor=PROTOCOL_MINOR,
             is_stand_in=False,
             extra={"python": platform.python_version(), "machine": platform.machine()},
         )
 
     # ---------------------------------------------------------------------- measure
-    def _deadline(self, settings: MeasureSettings) -> float:
+    def _deadline(self, settings: types.MeasureSettings) -> float:
         return settings.time_budget_seconds + self.deadline_slack_s
 
     def check_model(self, model_path: Path) -> None:
         self.worker.call("check", timeout_s=self.deadline_slack_s, model_path=str(model_path))
 
-    def measure(self, model_path: Path, sha256: str, settings: MeasureSettings) -> Measurement:
+    def measure(
+        self, model_path: Path, sha256: str, settings: types.MeasureSettings
+    ) -> types.Measurement:
         started = time.time()
         t0 = time.perf_counter()
         trace: dict[str, PowerTrace | None] = {"trace": None}
@@ -139,13 +125,13 @@ class LiteRTBackend(Backend):
                 f"{latency.n} runs (target {settings.target_ci_relative:.1%}), "
                 f"stopped by {latency.stop_reason}"
             )
-        return Measurement(
+        return types.Measurement(
             sha256=sha256,
             latency=latency,
-            memory=MemoryStats(
+            memory=types.MemoryStats(
                 peak_rss_bytes=raw["peak_rss"],
-                model_bytes=Figure.measured(raw["model_bytes"], "size of the .tflite file"),
-                arena_bytes=Figure.unavailable(
+                model_bytes=types.Figure.measured(raw["model_bytes"], "size of the .tflite file"),
+                arena_bytes=types.Figure.unavailable(
                     f"{raw['runtime'].name} does not report its tensor arena"
                 ),
                 baseline_rss_bytes=raw["baseline_rss"],
@@ -166,7 +152,9 @@ class LiteRTBackend(Backend):
             device=self.device_name,
         )
 
-    def profile(self, model_path: Path, sha256: str, settings: MeasureSettings) -> OpProfile:
+    def profile(
+        self, model_path: Path, sha256: str, settings: types.MeasureSettings
+    ) -> types.OpProfile:
         # Every operator is timed on its own: allow a budget per operator on top.
         raw = self.worker.call(
             "profile",
@@ -178,19 +166,19 @@ class LiteRTBackend(Backend):
             raise MeasurementFailed(
                 "no operator of the model could be profiled: " + "; ".join(raw["notes"])
             )
-        return OpProfile(
+        return types.OpProfile(
             sha256=sha256,
             ops=raw["ops"],
             method=raw["method"],
             whole_model_p50_us=raw["whole_p50_us"],
-            source=Source.MEASURED,
+            source=types.Source.MEASURED,
             runtime=raw["runtime"],
             notes=tuple(raw["notes"]),
         )
 
     def validate(
-        self, model_path: Path, sha256: str, inputs: Sequence[Sample], threads: int = 1
-    ) -> list[Sample]:
+        self, model_path: Path, sha256: str, inputs: Sequence[types.Sample], threads: int = 1
+    ) -> list[types.Sample]:
         raw = self.worker.call(
             "validate",
             timeout_s=self.deadline_slack_s + 0.05 * len(inputs),
@@ -198,7 +186,7 @@ class LiteRTBackend(Backend):
             samples=list(inputs),
             threads=threads,
         )
-        outputs: list[Sample] = raw["outputs"]
+        outputs: list[types.Sample] = raw["outputs"]
         return outputs
 
     def close(self) -> None:
@@ -233,7 +221,7 @@ class LiteRTBackend(Backend):
             memory_limit_bytes=args.worker_memory_mb * 1024 * 1024
             if args.worker_memory_mb
             else None,
-            limits=Limits(
+            limits=types.Limits(
                 max_model_bytes=args.max_model_mb * 1024 * 1024,
                 max_request_seconds=args.max_request_seconds,
                 max_runs=DEFAULT_LIMITS.max_runs,

@@ -38,9 +38,7 @@ class McuEmulatorBackend(SerialBridgeBackend):
         self.board_spec = load_board(board)  # a clear ConfigError for an unknown board
         self.emulator = EmulatorProcess(board, extra_args=emulator_args)
         try:
-            super().__init__(
-                self.emulator.path, name=name, margin_s=margin_s, backend_name="mcu-emulator"
-            )
+            super().__init__(self.emulator.path, name=name, margin_s=margin_s)
         except BaseException:
             self.emulator.close()
             raise

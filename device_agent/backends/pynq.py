@@ -26,28 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from device_agent import types
 from device_agent.backends.base import Backend, register_backend
 from device_agent.errors import CandidateRejected, DeviceUnavailable, MeasurementFailed
-from device_agent.power.base import PowerSensor, power_stats
-from device_agent.types import (
-    DeviceInfo,
-    Figure,
-    Limits,
-    Measurement,
-    MeasureSettings,
-    MemoryStats,
-    OpProfile,
-    OpTiming,
-    PowerSensorInfo,
-    PowerStats,
-    RuntimeInfo,
-    Sample,
-    Source,
-    latency_stats,
-)
-from device_agent.versions import AGENT_VERSION, PROTOCOL_MAJOR, PROTOCOL_MINOR
+from device_agent.power.base import PowerSensor, power_stats, sensor_info
 
-DEFAULT_LIMITS = Limits(max_model_bytes=64 * 1024 * 1024, max_request_seconds=120.0,
+MEASURED = types.Source.MEASURED  # the board times every run itself
+DEFAULT_LIMITS = types.Limits(max_model_bytes=64 * 1024 * 1024, max_request_seconds=120.0,
                         max_runs=100_000)
 
 
@@ -106,7 +91,7 @@ class PynqBackend(Backend):
     """Runs DNNU overlays on the FPGA of a PYNQ board (see module doc)."""
 
     def __init__(self, power_sensor: PowerSensor | None = None, name: str = "",
-                 limits: Limits = DEFAULT_LIMITS, work_dir: str | Path | None = None) -> None:
+                 limits: types.Limits = DEFAULT_LIMITS, work_dir: str | Path | None = None) -> None:
         self.pynq = import_pynq()
         self.power_sensor = power_sensor
         self.device_name = name or "pynq"
@@ -144,31 +129,34 @@ class PynqBackend(Backend):
 
         return run
 
+    def _runtime(self) -> types.RuntimeInfo:
+        return types.RuntimeInfo("pynq", getattr(self.pynq, "__version__", "?"))
+
     def check_model(self, model_path: Path) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             read_bundle(Path(model_path), Path(tmp))
 
-    def describe(self) -> DeviceInfo:
+    def describe(self) -> types.DeviceInfo:
         import platform
 
-        sensor = (self.power_sensor.info() if self.power_sensor is not None else
-                  PowerSensorInfo("none", (), Source.UNAVAILABLE, "no PMBus rails"))
-        return DeviceInfo(
-            name=self.device_name, kind="fpga", backend=self.name, board=platform.node(),
+        return self.device_info(
+            name=self.device_name, kind="fpga", board=platform.node(),
             cpu=platform.processor() or platform.machine(), cpu_cores=1, ram_bytes=0,
             storage_bytes=0,
-            runtimes=(RuntimeInfo("pynq", getattr(self.pynq, "__version__", "?")),),
-            power_sensor=sensor, limits=self.limits, agent_version=AGENT_VERSION,
-            protocol_major=PROTOCOL_MAJOR, protocol_minor=PROTOCOL_MINOR, is_stand_in=False,
+            runtimes=(self._runtime(),),
+            power_sensor=sensor_info(self.power_sensor, "no PMBus rails"), limits=self.limits,
+            is_stand_in=False,
         )
 
-    def validate(self, model_path: Path, sha256: str, inputs: Sequence[Sample],
-                 threads: int = 1) -> list[Sample]:
+    def validate(self, model_path: Path, sha256: str, inputs: Sequence[types.Sample],
+                 threads: int = 1) -> list[types.Sample]:
         overlay, bundle = self._overlay(model_path, sha256)
         run = self._runner(overlay, bundle)
         return [(run(sample[0])[0],) for sample in inputs]
 
-    def measure(self, model_path: Path, sha256: str, settings: MeasureSettings) -> Measurement:
+    def measure(
+        self, model_path: Path, sha256: str, settings: types.MeasureSettings
+    ) -> types.Measurement:
         settings = settings.validated(self.limits)
         overlay, bundle = self._overlay(model_path, sha256)
         run = self._runner(overlay, bundle)
@@ -197,29 +185,32 @@ class PynqBackend(Backend):
                 except RuntimeError as exc:
                     failure = str(exc)
         compute = sum(samples) / 1e6
-        lat = latency_stats(samples, source=Source.MEASURED, timer="perf_counter_ns on the PS "
+        lat = types.latency_stats(samples, source=MEASURED, timer="perf_counter_ns on the PS "
                             "(DMA round trip)", stop_reason="runs or time budget",
                             target_ci_relative=settings.target_ci_relative)
-        power: PowerStats = power_stats(self.power_sensor, trace, inferences=len(samples),
+        power: types.PowerStats = power_stats(self.power_sensor, trace, inferences=len(samples),
                                         compute_seconds=compute, failure=failure)
-        memory = MemoryStats(
-            peak_rss_bytes=Figure.unavailable("weights and activations are on chip"),
-            model_bytes=Figure.measured(float(bundle.bitfile.stat().st_size), "bitstream size"),
-            arena_bytes=Figure.unavailable("activations live in on-chip FIFOs"),
-            baseline_rss_bytes=Figure.unavailable("not applicable"),
+        memory = types.MemoryStats(
+            peak_rss_bytes=types.Figure.unavailable("weights and activations are on chip"),
+            model_bytes=types.Figure.measured(bundle.bitfile.stat().st_size, "bitstream size"),
+            arena_bytes=types.Figure.unavailable("activations live in on-chip FIFOs"),
+            baseline_rss_bytes=types.Figure.unavailable("not applicable"),
         )
-        return Measurement(sha256=sha256, latency=lat, memory=memory, power=power,
-                           runtime=RuntimeInfo("pynq", getattr(self.pynq, "__version__", "?")),
+        return types.Measurement(sha256=sha256, latency=lat, memory=memory, power=power,
+                           runtime=self._runtime(),
                            threads=1, started_unix=started,
                            wall_seconds=time.perf_counter() - t_wall, compute_seconds=compute,
                            device=self.device_name)
 
-    def profile(self, model_path: Path, sha256: str, settings: MeasureSettings) -> OpProfile:
+    def profile(
+        self, model_path: Path, sha256: str, settings: types.MeasureSettings
+    ) -> types.OpProfile:
         m = self.measure(model_path, sha256, settings)
-        op = OpTiming(0, "dnnu", m.latency.mean_us, m.latency.p50_us, 1.0, m.latency.n)
-        return OpProfile(sha256=sha256, ops=(op,), method="whole accelerator (layers overlap)",
-                         whole_model_p50_us=m.latency.p50_us, source=Source.MEASURED,
-                         runtime=m.runtime)
+        op = types.OpTiming(0, "dnnu", m.latency.mean_us, m.latency.p50_us, 1.0, m.latency.n)
+        return types.OpProfile(sha256=sha256, ops=(op,),
+                               method="whole accelerator (layers overlap)",
+                               whole_model_p50_us=m.latency.p50_us, source=MEASURED,
+                               runtime=m.runtime)
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

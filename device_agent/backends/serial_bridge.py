@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from device_agent import types
 from device_agent.backends.base import Backend, register_backend
 from device_agent.errors import (
     CandidateRejected,
@@ -25,6 +26,7 @@ from device_agent.errors import (
     DeviceUnavailable,
     MeasurementFailed,
 )
+from device_agent.power.base import sensor_info
 from device_agent.serial_protocol import (
     MAX_TIMED_RUNS,
     Allocation,
@@ -35,23 +37,7 @@ from device_agent.serial_protocol import (
     UploadReport,
     open_port,
 )
-from device_agent.types import (
-    DeviceInfo,
-    Figure,
-    InputSource,
-    Limits,
-    Measurement,
-    MeasureSettings,
-    MemoryStats,
-    OpProfile,
-    PowerSensorInfo,
-    PowerStats,
-    RuntimeInfo,
-    Sample,
-    Source,
-    latency_stats,
-)
-from device_agent.versions import AGENT_VERSION, PROTOCOL_MAJOR, PROTOCOL_MINOR
+from device_agent.tflite_schema import model_ops
 
 #: One INVOKE batch should take about this long on the board: long enough that the serial
 #: round trip is negligible, short enough that a hung board is noticed quickly.
@@ -77,12 +63,10 @@ class SerialBridgeBackend(Backend):
         baud: int = 115200,
         name: str | None = None,
         margin_s: float = 0.25,
-        backend_name: str = "serial",
     ) -> None:
         self.port = port
         self.baud = baud
         self._name = name
-        self._backend_name = backend_name
         self._link = SerialLink(open_port(port, baud), baud=baud, margin_s=margin_s)
         self.client = BoardClient(self._link)
         try:
@@ -106,12 +90,12 @@ class SerialBridgeBackend(Backend):
     def is_stand_in(self) -> bool:
         return self.info.emulated
 
-    def _latency_source(self) -> Source:
+    def _latency_source(self) -> types.Source:
         # Only a board that timed runs with its own clock is "measured"; the emulator says
         # `estimated` (cycle model) and is never promoted.
         if self.info.latency_source == "measured" and not self.info.emulated:
-            return Source.MEASURED
-        return Source.ESTIMATED
+            return types.Source.MEASURED
+        return types.Source.ESTIMATED
 
     def _arena_note(self, model: bytes) -> str:
         if self.info.ptr_bytes == 4:
@@ -158,7 +142,7 @@ class SerialBridgeBackend(Backend):
         return raw
 
     # ----------------------------------------------------------------------------- Backend
-    def describe(self) -> DeviceInfo:
+    def describe(self) -> types.DeviceInfo:
         info = self.client.fetch_info()
         extra = {
             "serial_port": self.port,
@@ -177,27 +161,23 @@ class SerialBridgeBackend(Backend):
                 "emulated microcontroller: real TFLite Micro on the host; latency estimated by "
                 f"the cycle model {info.raw.get('cycle_model', '')}"
             )
-        return DeviceInfo(
+        return self.device_info(
             name=self._name or f"{info.board}@{self.port}",
             kind="mcu",
-            backend=self._backend_name,
             board=info.board,
             cpu=info.cpu,
             cpu_cores=1,
             ram_bytes=info.ram_bytes,
             storage_bytes=info.flash_bytes,
-            runtimes=(RuntimeInfo("tflite-micro", info.tflm_version),),
-            power_sensor=PowerSensorInfo("none", (), Source.UNAVAILABLE, "no sensor on the board"),
-            limits=Limits(
+            runtimes=(types.RuntimeInfo("tflite-micro", info.tflm_version),),
+            power_sensor=sensor_info(None, "no sensor on the board"),
+            limits=types.Limits(
                 max_model_bytes=info.model_slot_bytes,
                 max_request_seconds=600.0,
                 max_runs=10_000,
                 ram_budget_bytes=info.arena_bytes,
                 flash_budget_bytes=info.model_slot_bytes,
             ),
-            agent_version=AGENT_VERSION,
-            protocol_major=PROTOCOL_MAJOR,
-            protocol_minor=PROTOCOL_MINOR,
             is_stand_in=info.emulated,
             extra=extra,
         )
@@ -211,12 +191,8 @@ class SerialBridgeBackend(Backend):
                 f"{info.model_slot_bytes} B"
             )
         try:
-            from device_agent.mcu.tflm_host import model_ops
-        except ImportError:  # the bridge host may lack tflite-micro: the board will say
-            return
-        try:
-            ops = model_ops(model_path.read_bytes())
-        except ImportError:
+            ops = model_ops(model_path.read_bytes())  # CandidateRejected if unreadable
+        except ConfigError:  # no TFLite schema on the bridge host: the board will say
             return
         missing = sorted(set(ops) - set(info.ops))
         if missing:
@@ -224,7 +200,9 @@ class SerialBridgeBackend(Backend):
                 f"the {info.board} firmware's op resolver lacks {', '.join(missing)}"
             )
 
-    def measure(self, model_path: Path, sha256: str, settings: MeasureSettings) -> Measurement:
+    def measure(
+        self, model_path: Path, sha256: str, settings: types.MeasureSettings
+    ) -> types.Measurement:
         settings = settings.validated()
         started = time.time()
         t0 = time.monotonic()
@@ -238,19 +216,19 @@ class SerialBridgeBackend(Backend):
         self,
         model_path: Path,
         sha256: str,
-        settings: MeasureSettings,
+        settings: types.MeasureSettings,
         started: float,
         t0: float,
-    ) -> Measurement:
+    ) -> types.Measurement:
         self._prepare(model_path, sha256)
         alloc = self._alloc
         assert alloc is not None
         rng = np.random.default_rng(settings.seed)
         for i, t in enumerate(alloc.inputs):
             data: np.ndarray | None = None
-            if settings.input_source is InputSource.PROVIDED and settings.inputs:
+            if settings.input_source is types.InputSource.PROVIDED and settings.inputs:
                 data = settings.inputs[i]
-            elif settings.input_source is InputSource.ZEROS:
+            elif settings.input_source is types.InputSource.ZEROS:
                 data = np.zeros(t.shape)
             self.client.set_input(i, self._input_bytes(t, data, rng))
         # A first run learns the latency, so batches can be sized to ~BATCH_SECONDS each.
@@ -262,9 +240,9 @@ class SerialBridgeBackend(Backend):
         compute_s = 0.0
         while len(samples) < settings.max_runs:
             if len(samples) >= settings.min_runs:
-                stats = latency_stats(
+                stats = types.latency_stats(
                     samples,
-                    source=Source.ESTIMATED,
+                    source=types.Source.ESTIMATED,
                     timer="board",
                     stop_reason="",
                     target_ci_relative=settings.target_ci_relative,
@@ -295,10 +273,10 @@ class SerialBridgeBackend(Backend):
         source = self._latency_source()
         timer = (
             "micros() on the board"
-            if source is Source.MEASURED
+            if source is types.Source.MEASURED
             else (f"cycle model {self.info.raw.get('cycle_model', '')} (estimated, not measured)")
         )
-        lat = latency_stats(
+        lat = types.latency_stats(
             samples,
             source=source,
             timer=timer,
@@ -306,13 +284,13 @@ class SerialBridgeBackend(Backend):
             target_ci_relative=settings.target_ci_relative,
         )
         size = model_path.stat().st_size
-        memory = MemoryStats(
-            peak_rss_bytes=Figure.unavailable("a microcontroller has no process RSS"),
-            model_bytes=Figure.measured(size, "bytes in the board's flash model slot"),
-            arena_bytes=Figure(
-                float(alloc.arena_used), Source.MEASURED, self._arena_note(model_path.read_bytes())
+        memory = types.MemoryStats(
+            peak_rss_bytes=types.Figure.unavailable("a microcontroller has no process RSS"),
+            model_bytes=types.Figure.measured(size, "bytes in the board's flash model slot"),
+            arena_bytes=types.Figure.measured(
+                alloc.arena_used, self._arena_note(model_path.read_bytes())
             ),
-            baseline_rss_bytes=Figure.unavailable("a microcontroller has no process RSS"),
+            baseline_rss_bytes=types.Figure.unavailable("a microcontroller has no process RSS"),
         )
         notes = [
             f"arena {alloc.arena_used} of {alloc.arena_capacity} B",
@@ -327,12 +305,12 @@ class SerialBridgeBackend(Backend):
             )
         if self.info.emulated:
             notes.append("stand-in: emulated microcontroller, not a board")
-        return Measurement(
+        return types.Measurement(
             sha256=sha256,
             latency=lat,
             memory=memory,
-            power=PowerStats.unavailable("no power sensor on this board"),
-            runtime=RuntimeInfo("tflite-micro", self.info.tflm_version),
+            power=types.PowerStats.unavailable("no power sensor on this board"),
+            runtime=types.RuntimeInfo("tflite-micro", self.info.tflm_version),
             threads=1,
             started_unix=started,
             wall_seconds=time.monotonic() - t0,
@@ -341,7 +319,9 @@ class SerialBridgeBackend(Backend):
             device=self._name or self.info.board,
         )
 
-    def profile(self, model_path: Path, sha256: str, settings: MeasureSettings) -> OpProfile:
+    def profile(
+        self, model_path: Path, sha256: str, settings: types.MeasureSettings
+    ) -> types.OpProfile:
         raise MeasurementFailed(
             f"per-operator profiling is not supported by the hilnas firmware on the "
             f"{self.info.board} (serial protocol {self.info.proto[0]}.{self.info.proto[1]} times "
@@ -349,14 +329,14 @@ class SerialBridgeBackend(Backend):
         )
 
     def validate(
-        self, model_path: Path, sha256: str, inputs: Sequence[Sample], threads: int = 1
-    ) -> list[Sample]:
+        self, model_path: Path, sha256: str, inputs: Sequence[types.Sample], threads: int = 1
+    ) -> list[types.Sample]:
         try:
             self._prepare(model_path, sha256)
             alloc = self._alloc
             assert alloc is not None
             rng = np.random.default_rng(0)
-            results: list[Sample] = []
+            results: list[types.Sample] = []
             for sample in inputs:
                 if len(sample) != len(alloc.inputs):
                     raise ConfigError(

@@ -34,6 +34,7 @@ from device_agent.serial_protocol import (
     crc16,
     encode_frame,
 )
+from device_agent.tflite_schema import model_ops
 from device_agent.versions import AGENT_VERSION
 
 INTER_BYTE_TIMEOUT_S = 0.050
@@ -300,11 +301,9 @@ class EmulatedBoard:
         model = bytes(self.flash.data)
         if self.host is None:
             try:
-                ops = tflm_host.model_ops(model)
+                ops = model_ops(model)  # a malformed flatbuffer is a CandidateRejected
             except CandidateRejected as exc:
                 raise _Error(ErrorCode.MODEL_INVALID, str(exc)) from None
-            except Exception as exc:  # noqa: BLE001 - a malformed flatbuffer
-                raise _Error(ErrorCode.MODEL_INVALID, f"unreadable flatbuffer: {exc}") from None
             missing = sorted(set(ops) - set(self.spec.ops))
             if missing:
                 raise _Error(

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from device_agent.mcu.tflm_host import _schema, op_name, parse_model
+from device_agent.tflite_schema import operator_name, read_model, schema
 
 _ITEMSIZE = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 7: 2, 9: 1, 10: 8}  # TensorType -> bytes
 _MAC_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "UNIDIRECTIONAL_SEQUENCE_LSTM"}
@@ -51,7 +51,7 @@ def _tensor_bytes(t: Any) -> int:
 
 def op_costs(model: bytes, coeffs: dict[str, Any]) -> list[OpCost]:
     """Per-op MACs, elements and estimated cycles for every op of the main subgraph."""
-    m = parse_model(model)
+    m = read_model(model)
     sg = m.Subgraphs(0)
     overhead = float(coeffs.get("op_overhead_cycles", 0))
     per_mac: dict[str, float] = coeffs.get("cycles_per_mac", {})
@@ -61,8 +61,7 @@ def op_costs(model: bytes, coeffs: dict[str, Any]) -> list[OpCost]:
     out: list[OpCost] = []
     for i in range(sg.OperatorsLength()):
         op = sg.Operators(i)
-        oc = m.OperatorCodes(op.OpcodeIndex())
-        name = op_name(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()))
+        name = operator_name(m, op)
         # Optional inputs are -1; keep their positions (the LSTM's weights are positional).
         ins_all = (
             [sg.Tensors(j) if j >= 0 else None for j in op.InputsAsNumpy()]
@@ -107,7 +106,7 @@ def op_costs(model: bytes, coeffs: dict[str, Any]) -> list[OpCost]:
         elif name in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
             opts = op.BuiltinOptions()
             if opts is not None:
-                pool = _schema().Pool2DOptions()
+                pool = schema().Pool2DOptions()
                 pool.Init(opts.Bytes, opts.Pos)
                 elements *= max(pool.FilterHeight() * pool.FilterWidth(), 1)
         elif name == "MEAN" and ins:

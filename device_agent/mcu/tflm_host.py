@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from device_agent.errors import CandidateRejected
+from device_agent.tflite_schema import read_model
 
 _STDERR_LOCK = threading.Lock()
 
@@ -111,42 +112,6 @@ def cortex_m_arena_estimate(report: AllocationReport) -> int:
     return max(report.total - saved, 0)
 
 
-def _schema() -> Any:
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema_fb
-
-    return schema_fb
-
-
-_OP_NAMES: dict[int, str] = {}
-
-
-def op_name(code: int) -> str:
-    if not _OP_NAMES:
-        ops = _schema().BuiltinOperator
-        _OP_NAMES.update({v: k for k, v in vars(ops).items() if not k.startswith("_")})
-    return _OP_NAMES.get(code, f"BUILTIN_{code}")
-
-
-def parse_model(model: bytes) -> Any:
-    """The flatbuffer's Model object (read-only accessors, no copy of the weights)."""
-    if len(model) < 8 or model[4:8] != b"TFL3":
-        raise CandidateRejected("not a TFLite flatbuffer (no TFL3 identifier)")
-    return _schema().Model.GetRootAsModel(model, 0)
-
-
-def model_ops(model: bytes) -> list[str]:
-    """Builtin op names of every operator, in execution order over all subgraphs."""
-    m = parse_model(model)
-    names = []
-    for s in range(m.SubgraphsLength()):
-        sg = m.Subgraphs(s)
-        for i in range(sg.OperatorsLength()):
-            oc = m.OperatorCodes(sg.Operators(i).OpcodeIndex())
-            code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-            names.append(op_name(code) if oc.CustomCode() is None else "CUSTOM")
-    return names
-
-
 @dataclass
 class HostInterpreter:
     """A TFLM interpreter built on the host, with its arena report."""
@@ -203,7 +168,7 @@ def allocate(model: bytes, arena_bytes: int) -> HostInterpreter:
         raise CandidateRejected(f"TFLM cannot prepare the model: {last}") from None
     _, text = capture_stderr(interp.print_allocations)
     report = AllocationReport.parse(text)
-    m = parse_model(model)
+    m = read_model(model)
     sg = m.Subgraphs(0)
     inputs = [interp.get_input_details(i) for i in range(sg.InputsLength())]
     outputs = [interp.get_output_details(i) for i in range(sg.OutputsLength())]

@@ -96,6 +96,15 @@ class PowerSensor(abc.ABC):
         return cls()
 
 
+def sensor_info(
+    sensor: PowerSensor | None, missing: str = "no power sensor configured"
+) -> PowerSensorInfo:
+    """What Describe says about power: the sensor's own description, or none and why."""
+    if sensor is not None:
+        return sensor.info()
+    return PowerSensorInfo("none", (), Source.UNAVAILABLE, missing)
+
+
 def power_stats(
     sensor: PowerSensor | None,
     trace: PowerTrace | None,

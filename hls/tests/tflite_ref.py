@@ -78,37 +78,60 @@ def requantize(acc, mult, shift, out_zp, act_min, act_max, single=False) -> np.n
     return np.clip(scaled + out_zp, act_min, act_max).astype(np.int8)
 
 
-def conv1d(x, w, b, mult, shift, stride, in_zp, out_zp, act_min, act_max):
+def same_padding(length: int, k: int, stride: int) -> tuple[int, int, int]:
+    """TFLite's 'same' padding along one axis: (outputs, left, right).
+
+    ComputePaddingHeightWidth: out = ceil(L / stride), total = max((out - 1) * stride + k - L,
+    0), left = total // 2 (the odd position goes to the right).
+    """
+    out = -(-length // stride)
+    total = max((out - 1) * stride + k - length, 0)
+    return out, total // 2, total - total // 2
+
+
+def _windows(x: np.ndarray, k: int, stride: int, padding: str, fill: int):
+    """Rows of x seen by each output of a sliding window, x padded with `fill` if 'same'.
+
+    TFLite's kernels skip the taps that fall outside the input; a convolution pads with the
+    input zero point (a tap of x - zp = 0 adds nothing) and max pooling with the int8
+    minimum (it never wins), which is the same.
+    """
+    length = x.shape[0]
+    if padding == "same":
+        lout, left, right = same_padding(length, k, stride)
+        x = np.concatenate([np.full((left, *x.shape[1:]), fill, x.dtype), x,
+                            np.full((right, *x.shape[1:]), fill, x.dtype)])
+    else:
+        lout = (length - k) // stride + 1
+    return [x[p * stride : p * stride + k] for p in range(lout)]
+
+
+def conv1d(x, w, b, mult, shift, stride, in_zp, out_zp, act_min, act_max, padding="valid"):
     """X (L, CIN) int8, w (COUT, K, CIN) int8, b (COUT,) int32 -> (LOUT, COUT) int8."""
-    length, _ = x.shape
-    cout, k, _ = w.shape
-    lout = (length - k) // stride + 1
+    _, k, _ = w.shape
     xc = x.astype(np.int64) - in_zp
     acc = np.stack(
-        [np.einsum("kc,fkc->f", xc[p * stride : p * stride + k], w.astype(np.int64))
-         for p in range(lout)]
+        [np.einsum("kc,fkc->f", win, w.astype(np.int64))
+         for win in _windows(xc, k, stride, padding, 0)]
     ) + b.astype(np.int64)
     return requantize(_wrap32(acc), mult, shift, out_zp, act_min, act_max)
 
 
-def depthwise1d(x, w, b, mult, shift, stride, multiplier, in_zp, out_zp, act_min, act_max):
+def depthwise1d(x, w, b, mult, shift, stride, multiplier, in_zp, out_zp, act_min, act_max,
+                padding="valid"):
     """X (L, CIN), w (K, CIN*MULT) -> (LOUT, CIN*MULT); output o reads input o // MULT."""
-    length, _ = x.shape
     k, cout = w.shape
-    lout = (length - k) // stride + 1
     xc = x.astype(np.int64) - in_zp
     src = np.arange(cout) // multiplier
     acc = np.stack(
-        [(xc[p * stride : p * stride + k][:, src] * w.astype(np.int64)).sum(axis=0)
-         for p in range(lout)]
+        [(win[:, src] * w.astype(np.int64)).sum(axis=0)
+         for win in _windows(xc, k, stride, padding, 0)]
     ) + b.astype(np.int64)
     return requantize(_wrap32(acc), mult, shift, out_zp, act_min, act_max)
 
 
-def maxpool1d(x, pool, stride, act_min=-128, act_max=127):
-    length, _ = x.shape
-    lout = (length - pool) // stride + 1
-    out = np.stack([x[p * stride : p * stride + pool].max(axis=0) for p in range(lout)])
+def maxpool1d(x, pool, stride, act_min=-128, act_max=127, padding="valid"):
+    out = np.stack([win.max(axis=0) for win in _windows(x, pool, stride, padding, -128)])
     return np.clip(out, act_min, act_max).astype(np.int8)
 
 

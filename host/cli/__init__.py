@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
-
-from device_agent.errors import HilnasError
 
 # Order is the order of `hilnas --help`. A module that is not present is skipped, so the
 # CLI works while commands are being added.
@@ -48,20 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        return int(args.func(args) or 0)
-    except HilnasError as exc:
-        print(f"hilnas: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("hilnas: interrupted", file=sys.stderr)
-        return 130
+    from device_agent.cli import run_command
+
+    return run_command("hilnas", build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +44,24 @@ def human_bytes(n: float | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
+
+
+def open_store(runs_dir: Path, runs: Sequence[str] = ()) -> Any:
+    """The run store of a runs directory, checking that it holds `runs` (by id).
+
+    A missing store or run is a ConfigError that says what to do (`hilnas runs`).
+    """
+    from host.errors import ConfigError
+    from host.search.runner import STORE_NAME
+    from host.store.sqlite import RunStore
+
+    path = Path(runs_dir) / STORE_NAME
+    if not path.exists():
+        raise ConfigError(f"no run store at {path}; run `hilnas search CONFIG` first")
+    store = RunStore(path)
+    for run_id in runs:
+        if store.run(run_id) is None:
+            known = ", ".join(r.run_id for r in store.runs()) or "none"
+            raise ConfigError(f"no run {run_id!r} in {path}; runs there: {known} "
+                              f"(see `hilnas runs --out {runs_dir}`)")
+    return store

@@ -11,31 +11,31 @@ from host.errors import ConfigError
 
 
 def add_dataset_options(p: argparse.ArgumentParser, *, for_eval: bool = False) -> None:
-    """Add the options that describe an ECG dataset (shared with train and evaluate)."""
+    """Add the options that describe an ECG dataset (shared with train and evaluate).
+
+    Every default is EcgDatasetConfig's (one source of defaults, shared with `[data]` of a
+    search configuration); an option left out takes it.
+    """
     p.add_argument("--data-dir", help="folder holding mitdb/ (default $HILNAS_DATA_DIR)")
     p.add_argument("--records", help="comma-separated record names, or 'all' (default all)")
-    p.add_argument(
-        "--preset",
-        default=None if for_eval else "normal-vs-anomalous",
-        help="normal-vs-anomalous, aami5, ventricular or custom",
-    )
+    p.add_argument("--preset", help="normal-vs-anomalous (default), aami5, ventricular or custom")
     if for_eval:
         return
     p.add_argument(
         "--custom",
         help="for --preset custom: 'class=CODES;class=CODES', e.g. 'normal=N;lbbb=L;other=RVAF'",
     )
-    p.add_argument("--custom-source", default="beat", choices=["beat", "rhythm"])
-    p.add_argument("--database", default="mitdb", help="mitdb or cudb")
-    p.add_argument("--window", type=int, default=256, help="samples per window (default 256)")
-    p.add_argument("--stride", type=int, default=None, help="samples between windows")
-    p.add_argument("--lead", default="MLII", help="lead name or index (default MLII)")
-    p.add_argument("--normalization", default="zscore", help="zscore, minmax, record or none")
-    p.add_argument("--sample-rate", type=float, default=None, help="resample to this rate (Hz)")
-    p.add_argument("--split", default="patient", help="patient (default), dechazal or random")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-windows-per-record", type=int, default=None)
-    p.add_argument("--cache-dir", default=None, help="where prepared datasets are cached")
+    p.add_argument("--custom-source", choices=["beat", "rhythm"], help="default beat")
+    p.add_argument("--database", help="mitdb (default) or cudb")
+    p.add_argument("--window", type=int, help="samples per window (default 256)")
+    p.add_argument("--stride", type=int, help="samples between windows (default: the window)")
+    p.add_argument("--lead", help="lead name or index (default MLII)")
+    p.add_argument("--normalization", help="zscore (default), minmax, record or none")
+    p.add_argument("--sample-rate", type=float, help="resample to this rate (Hz)")
+    p.add_argument("--split", help="patient (default), dechazal or random")
+    p.add_argument("--seed", type=int, default=0, help="seeds the split and training (0)")
+    p.add_argument("--max-windows-per-record", type=int)
+    p.add_argument("--cache-dir", help="where prepared datasets are cached")
     p.add_argument("--no-cache", action="store_true", help="rebuild, do not read or write cache")
 
 
@@ -69,26 +69,28 @@ def _lead(text: str) -> str | int:
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
-    """Return the EcgDatasetConfig described by the dataset options."""
+    """Return the EcgDatasetConfig described by the dataset options (its defaults elsewhere)."""
     from host.data import EcgDatasetConfig
 
+    given = {
+        "preset": args.preset,
+        "custom": parse_custom(args.custom),
+        "custom_source": args.custom_source,
+        "database": args.database,
+        "records": parse_records(args.records),
+        "window": args.window,
+        "stride": args.stride,
+        "lead": _lead(args.lead) if args.lead is not None else None,
+        "normalization": args.normalization,
+        "sample_rate": args.sample_rate,
+        "split": args.split,
+        "seed": args.seed,
+        "max_windows_per_record": args.max_windows_per_record,
+        "data_dir": args.data_dir,
+        "cache_dir": args.cache_dir,
+    }
     return EcgDatasetConfig(
-        preset=args.preset,
-        custom=parse_custom(args.custom),
-        custom_source=args.custom_source,
-        database=args.database,
-        records=parse_records(args.records),
-        window=args.window,
-        stride=args.stride,
-        lead=_lead(args.lead),
-        normalization=args.normalization,
-        sample_rate=args.sample_rate,
-        split=args.split,
-        seed=args.seed,
-        max_windows_per_record=args.max_windows_per_record,
-        data_dir=args.data_dir,
-        cache_dir=args.cache_dir,
-        use_cache=not args.no_cache,
+        **{k: v for k, v in given.items() if v is not None}, use_cache=not args.no_cache
     )
 
 

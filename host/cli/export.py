@@ -81,8 +81,8 @@ def _export_run(args: argparse.Namespace) -> int:
     import shutil
     from pathlib import Path
 
+    from host.cli._common import open_store
     from host.search.runner import STORE_NAME
-    from host.store.sqlite import RunStore
 
     if not args.front:
         raise ConfigError(
@@ -90,16 +90,12 @@ def _export_run(args: argparse.Namespace) -> int:
             f"other targets: {', '.join(TARGETS)}"
         )
     runs_dir = Path(args.runs_dir)
-    store_path = runs_dir / STORE_NAME
-    if not store_path.exists():
+    if not (runs_dir / STORE_NAME).exists():
         raise ConfigError(
             f"export: {args.target!r} is neither a target ({', '.join(TARGETS)}) "
-            f"nor a run: there is no run store at {store_path}"
+            f"nor a run: there is no run store at {runs_dir / STORE_NAME}"
         )
-    store = RunStore(store_path)
-    if store.run(args.target) is None:
-        known = ", ".join(r.run_id for r in store.runs()) or "none"
-        raise ConfigError(f"export: no run {args.target!r} in {store_path}; runs: {known}")
+    open_store(runs_dir, [args.target])
     front_json = runs_dir / args.target / "front.json"
     if not front_json.exists():
         raise ConfigError(

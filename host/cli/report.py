@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from device_agent.errors import ConfigError
-
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("report", help="build the HTML report of a run")
@@ -23,17 +21,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from host.cli._common import open_store
     from host.report import build_report
-    from host.search.runner import STORE_NAME
-    from host.store.sqlite import RunStore
 
-    path = args.out / STORE_NAME
-    if not path.exists():
-        raise ConfigError(f"no run store at {path}")
-    store = RunStore(path)
-    for rid in [args.run, *args.compare]:
-        if store.run(rid) is None:
-            raise ConfigError(f"no run {rid!r} in {path}; see `hilnas runs --out {args.out}`")
+    store = open_store(args.out, [args.run, *args.compare])
     out = build_report(store, args.run, args.out / args.run, compare=args.compare)
     print(out)
     return 0

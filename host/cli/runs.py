@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from device_agent.errors import ConfigError
-
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("runs", help="list the runs in a runs directory")
@@ -19,13 +17,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from host.search.runner import STORE_NAME
-    from host.store.sqlite import RunStore
+    from host.cli._common import open_store
 
-    path = args.out / STORE_NAME
-    if not path.exists():
-        raise ConfigError(f"no run store at {path}; run `hilnas search CONFIG` first")
-    store = RunStore(path)
+    store = open_store(args.out)
     rows = store.runs()
     if args.json:
         print(
@@ -34,6 +28,11 @@ def run(args: argparse.Namespace) -> int:
                     {
                         "run": r.run_id,
                         "status": r.status,
+                        "strategy": r.config.get("strategy", {}).get("name"),
+                        "space": r.config.get("space", {}).get("name"),
+                        "trainings": _trainings(store, r),
+                        "front_size": r.front_size,
+                        "hypervolume": r.hypervolume,
                         "created": r.created,
                         "updated": r.updated,
                         "message": r.message,
@@ -45,9 +44,19 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     if not rows:
-        print(f"no runs in {path}")
+        print(f"no runs in {store.path}")
     for r in rows:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
         strategy = r.config.get("strategy", {}).get("name", "?")
-        print(f"{r.run_id:<40} {r.status:<12} {strategy:<11} {when}  {r.message}")
+        front = "?" if r.front_size is None else r.front_size
+        print(f"{r.run_id:<40} {r.status:<12} {strategy:<11} {when}  "
+              f"trainings {_trainings(store, r)}, front {front}  {r.message}")
     return 0
+
+
+def _trainings(store: Any, row: Any) -> int:
+    """Distinct networks a run trained so far (its final count once it is done)."""
+    if row.trainings is not None:
+        return int(row.trainings)
+    generations = store.generations(row.run_id)
+    return max((g["trainings"] for g in generations), default=0)

@@ -15,7 +15,7 @@ import numpy as np
 from host.data import cache as cache_mod
 from host.data.classes import ClassScheme, resolve_scheme
 from host.data.mitdb import DATABASES, available_records, load_record
-from host.data.splits import SPLITS, dechazal_split, patient_split, random_split
+from host.data.splits import SPLITS, Splits, dechazal_split, patient_split, random_split
 from host.data.windows import NORMALIZATIONS, make_windows
 from host.errors import ConfigError, DataError
 
@@ -115,17 +115,10 @@ class _FrozenMapping(dict[str, Any]):
 
 
 @dataclass
-class EcgDataset:
+class EcgDataset(Splits):
     """Prepared windows: x arrays (n, window, 1) float32, y int64 class indices."""
 
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
     class_names: tuple[str, ...]
-    split_description: str
     config_hash: str
     config: EcgDatasetConfig
     records: dict[str, list[str]]

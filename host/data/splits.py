@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -136,3 +138,23 @@ def random_split(
         parts[0].append(idx[n_test + n_val :])
     out = [np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts]
     return out[0], out[1], out[2]
+
+
+@dataclass
+class Splits:
+    """A task's prepared data: windows (n, length, channels) and targets on three sides.
+
+    Every task's dataset is one (host.tasks.TaskData); `metadata` says what a model trained
+    on it needs to be evaluated the same way later (stored in the exported .tflite).
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    split_description: str
+
+    def metadata(self) -> dict[str, Any]:
+        return {"split": self.split_description}

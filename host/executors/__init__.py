@@ -25,36 +25,38 @@ class Executor(Protocol):
     def shutdown(self, cancel: bool = False) -> None: ...
 
 
-class InProcessExecutor:
+class _PoolExecutor:
+    """Training jobs on a concurrent.futures pool."""
+
+    name = ""
+
+    def __init__(self, pool: ThreadPoolExecutor | ProcessPoolExecutor) -> None:
+        self._pool = pool
+
+    def submit(self, job: TrainJob) -> Future[TrainOutcome]:
+        return self._pool.submit(run_training_job, job)
+
+    def shutdown(self, cancel: bool = False) -> None:
+        self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+
+
+class InProcessExecutor(_PoolExecutor):
     """Training in a thread of this process (one at a time), so measurement can overlap."""
 
     name = "inprocess"
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="train")
-
-    def submit(self, job: TrainJob) -> Future[TrainOutcome]:
-        return self._pool.submit(run_training_job, job)
-
-    def shutdown(self, cancel: bool = False) -> None:
-        self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+        super().__init__(ThreadPoolExecutor(max_workers=1, thread_name_prefix="train"))
 
 
-class ProcessPoolTrainingExecutor:
+class ProcessPoolTrainingExecutor(_PoolExecutor):
     """Training in `workers` spawned processes (TensorFlow does not survive fork)."""
 
     name = "process"
 
     def __init__(self, workers: int) -> None:
-        self._pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
-        )
-
-    def submit(self, job: TrainJob) -> Future[TrainOutcome]:
-        return self._pool.submit(run_training_job, job)
-
-    def shutdown(self, cancel: bool = False) -> None:
-        self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+        spawn = multiprocessing.get_context("spawn")
+        super().__init__(ProcessPoolExecutor(max_workers=workers, mp_context=spawn))
 
 
 class RayExecutor:

@@ -5,48 +5,28 @@ the converter stays loaded between conversions. It still runs in its own process
 the converter can crash (a signal, not an exception): the caller then gets a
 `ConversionError` and the next conversion starts a fresh converter.
 
-Requests are the same JSON request files as `python -m host.export.tflite REQUEST.json`.
+It speaks the worker pipe protocol (device_agent.pipe) with one request, "convert", whose
+argument is a JSON request file, the same as `python -m host.export.tflite REQUEST.json`.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import traceback
+
+from device_agent import pipe
+from device_agent.types import RuntimeInfo
 
 
-def main() -> int:
-    from device_agent.types import RuntimeInfo
-    from device_agent.worker import read_frame, write_frame
-
-    req_fd, resp_fd = int(sys.argv[1]), int(sys.argv[2])
-    requests = os.fdopen(req_fd, "rb", buffering=0)
-    responses = os.fdopen(resp_fd, "wb", buffering=0)
-    from host.export.tflite import _child
+def _setup(ctx: pipe.WorkerContext) -> tuple[RuntimeInfo, pipe.Handlers]:
+    from host.export.tflite import run_request
     from host.train.tfenv import import_tf
 
     tf = import_tf()
-    write_frame(
-        responses, {"ok": True, "ready": True, "runtime": RuntimeInfo("tensorflow", tf.__version__)}
-    )
-    while True:
-        try:
-            request = read_frame(requests)
-        except EOFError:
-            return 0
-        try:
-            _child(request["request_path"])
-            write_frame(responses, {"ok": True, "result": None})
-        except Exception as exc:  # the conversion failed; the converter itself is fine
-            write_frame(
-                responses,
-                {
-                    "ok": False,
-                    "error": "ConversionFailed",
-                    "message": f"{type(exc).__name__}: {exc}",
-                    "traceback": traceback.format_exc(limit=5),
-                },
-            )
+    return RuntimeInfo("tensorflow", tf.__version__), {"convert": run_request}
+
+
+def main() -> int:
+    return pipe.run_worker(_setup)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,14 @@ import json
 from typing import Any
 
 from flatbuffers import table
-from flatbuffers.number_types import Int8Flags, Int32Flags, Uint8Flags, Uint32Flags
+from flatbuffers.number_types import (
+    Float32Flags,
+    Int8Flags,
+    Int32Flags,
+    Int64Flags,
+    Uint8Flags,
+    Uint32Flags,
+)
 
 from host.errors import HilnasError
 
@@ -133,6 +140,48 @@ def io_types(buf: bytes) -> dict[str, list[str]]:
         return _TENSOR_TYPES.get(code, str(code))
 
     return {"inputs": [type_of(i) for i in ints(1)], "outputs": [type_of(i) for i in ints(2)]}
+
+
+def _numbers(t: table.Table, slot: int, flags: Any, size: int) -> list[Any]:
+    o = _field(t, slot)
+    if not o:
+        return []
+    start = t.Vector(o)
+    return [t.Get(flags, start + size * i) for i in range(t.VectorLen(o))]
+
+
+def io_tensors(buf: bytes) -> dict[str, list[dict[str, Any]]]:
+    """The first subgraph's inputs and outputs: shape, element type, and quantization.
+
+    Each tensor is `{"shape": [...], "dtype": "int8", "scale": s, "zero_point": z}` (scale 0
+    and zero point 0 for a tensor that is not quantized), which is what a host needs to
+    quantize windows for a device's Validate and to read its outputs back.
+    """
+    model = _root(buf)
+    sg = _vector(model, _MODEL_SUBGRAPHS)[0]
+    tensors = _vector(sg, 0)
+
+    def describe(i: int) -> dict[str, Any]:
+        t = tensors[i]
+        code = _scalar(t, 1, Uint8Flags)
+        scale, zero = 0.0, 0
+        q = _field(t, 4)
+        if q:
+            qt = table.Table(t.Bytes, t.Indirect(q + t.Pos))
+            scales = _numbers(qt, 2, Float32Flags, 4)
+            zeros = _numbers(qt, 3, Int64Flags, 8)
+            scale = float(scales[0]) if scales else 0.0
+            zero = int(zeros[0]) if zeros else 0
+        return {
+            "shape": [int(d) for d in _numbers(t, 0, Int32Flags, 4)],
+            "dtype": _TENSOR_TYPES.get(code, str(code)),
+            "scale": scale,
+            "zero_point": zero,
+        }
+
+    inputs = [int(i) for i in _numbers(sg, 1, Int32Flags, 4)]
+    outputs = [int(i) for i in _numbers(sg, 2, Int32Flags, 4)]
+    return {"inputs": [describe(i) for i in inputs], "outputs": [describe(i) for i in outputs]}
 
 
 _BUILTIN_OPS = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import re
+import signal
 import sys
 import tempfile
 import threading
@@ -27,6 +27,7 @@ __all__ = [
     "add_metadata",
     "convert",
     "convert_many",
+    "warm_up",
     "io_types",
     "model_ops",
     "read_metadata",
@@ -185,22 +186,32 @@ def _converter() -> Any:
         return worker
 
 
+def warm_up() -> None:
+    """Start the converter process now, so the first conversion does not wait for it.
+
+    Its TensorFlow import takes seconds. A failure to start is raised here.
+    """
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    _converter().start()
+
+
 def _run_child(request: Path, timeout: float) -> None:
     """Convert in the warm converter process; a crash or a hang is a ConversionError."""
-    from device_agent.errors import HilnasError
+    from device_agent.errors import WorkerCrashed, WorkerTimedOut
 
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     try:
         _converter().call("convert", timeout_s=timeout, request_path=str(request))
+    except WorkerCrashed as exc:
+        tail = f"; last output: {exc.output_tail}" if exc.output_tail else ""
+        raise ConversionError(f"the TFLite converter crashed ({exc.how}){tail}") from None
+    except WorkerTimedOut as exc:
+        raise ConversionError(
+            f"the TFLite converter did not finish within {exc.deadline_s or timeout:.0f} s "
+            "and was killed"
+        ) from None
     except HilnasError as exc:
-        text = str(exc)
-        if "crashed" in text:
-            raise ConversionError(re.sub(r" during \w+", "", text)) from None
-        if "deadline" in text:
-            raise ConversionError(
-                f"the TFLite converter did not finish within {timeout:.0f} s"
-            ) from None
-        raise ConversionError(f"TFLite conversion failed: {text}") from None
+        raise ConversionError(f"TFLite conversion failed: {exc}") from None
 
 
 # ---- child side (python -m host.export.tflite REQUEST.json) --------------------------------
@@ -276,8 +287,17 @@ def _child_convert(tf: Any, converter: Any, mode: str, req: dict[str, Any]) -> b
     return buf
 
 
-def _child(request_path: str) -> int:
+def run_request(request_path: str) -> int:
+    """Carry out one conversion request file (the converter process's only request).
+
+    The request is JSON: {"model", "modes", "representative", "metadata", "batch_size"} for
+    a conversion, or {"add_metadata", "metadata", "name", "out"} to add metadata. A key
+    "_test_signal" (a signal name) makes the process send itself that signal first: the
+    tests' way to crash or hang a real converter.
+    """
     req = json.loads(Path(request_path).read_text())
+    if req.get("_test_signal"):
+        os.kill(os.getpid(), getattr(signal, req["_test_signal"]))
     from host.train.tfenv import import_keras, import_tf
 
     if "add_metadata" in req:
@@ -304,7 +324,7 @@ if __name__ == "__main__":
         print("usage: python -m host.export.tflite REQUEST.json", file=sys.stderr)
         sys.exit(2)
     try:
-        sys.exit(_child(sys.argv[1]))
+        sys.exit(run_request(sys.argv[1]))
     except Exception as exc:  # reported to the parent through stderr and the exit code
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 
 
 @dataclass(frozen=True)
 class Conv1DSpec:
-    """A 'same'-padded, stride-1 1-D convolution over `length` steps."""
+    """A 1-D convolution producing `length` positions of `filters` channels.
+
+    'same'-padded stride-1 convolutions (BioNet) produce as many positions as they read.
+    A depthwise convolution (`depthwise=True`, HALF's separable blocks) has `filters` =
+    `in_channels` x its channel multiplier and one `kernel`-tap filter per output channel.
+    """
 
     length: int
     in_channels: int
     filters: int
     kernel: int
     bias: bool = True
+    depthwise: bool = False
+
+    @property
+    def weights(self) -> int:
+        return self.kernel * self.filters * (1 if self.depthwise else self.in_channels)
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,7 @@ class Costs:
       Model-file overhead (flatbuffer, quantization parameters) is not included.
     - `macs`: multiply-accumulates per inference; `flops` = 2 x MACs plus the elementwise
       work (residual adds, LSTM gate products and bias adds, counted one FLOP each).
+    - `input_buffer_bytes`: the int8 input window (samples x channels) the device holds.
     """
 
     params: int
@@ -83,6 +94,7 @@ class Costs:
     storage_int8_bytes: int
     macs: int
     flops: int
+    input_buffer_bytes: int = 0
 
     def to_json(self) -> dict[str, int]:
         return asdict(self)
@@ -91,16 +103,21 @@ class Costs:
 def layer_costs(layers: Sequence[LayerSpec]) -> Costs:
     """Return the costs of a sequence of layer specs."""
     params = weights = biases = macs = elementwise = 0
+    biased = True  # whether the last convolution has a bias
     for layer in layers:
         if isinstance(layer, Conv1DSpec):
-            w = layer.kernel * layer.in_channels * layer.filters
+            w = layer.weights
             b = layer.filters if layer.bias else 0
             weights, biases, params = weights + w, biases + b, params + w + b
             macs += layer.length * w
+            biased = layer.bias
         elif isinstance(layer, BatchNormSpec):
             params += 4 * layer.channels  # gamma, beta, moving mean and variance
-            # Folded into the previous convolution: no deployed weights. A convolution
-            # without a bias gains one from the fold; the blocks here always have one.
+            # Folded into the previous convolution: no deployed weights, but a convolution
+            # without a bias gains one from the fold.
+            if not biased:
+                biases += layer.channels
+                biased = True
         elif isinstance(layer, AddSpec):
             elementwise += layer.length * layer.channels
         elif isinstance(layer, LSTMSpec):
@@ -133,4 +150,5 @@ def analytic_costs(
     arch: HasLayerSpecs, input_length: int = 256, n_classes: int = 2, n_channels: int = 1
 ) -> Costs:
     """Return the costs of `arch` for an input of `input_length` x `n_channels` samples."""
-    return layer_costs(arch.layer_specs(input_length, n_channels, n_classes))
+    costs = layer_costs(arch.layer_specs(input_length, n_channels, n_classes))
+    return replace(costs, input_buffer_bytes=input_length * n_channels)

@@ -70,11 +70,12 @@ def _board(board: str | BoardSpec) -> BoardSpec:
 def check_tflite(model: bytes, board: str | BoardSpec = "nano33ble") -> GateResult:
     """Check an int8 .tflite flatbuffer against a board; never raises for a misfit."""
     from device_agent.mcu import tflm_host
+    from device_agent.tflite_schema import model_ops
 
     spec = _board(board)
     reasons: list[str] = []
     try:
-        ops = tuple(tflm_host.model_ops(model))
+        ops = tuple(model_ops(model))
     except CandidateRejected as exc:
         return GateResult(
             False,

@@ -1,8 +1,15 @@
-"""Search configuration: TOML validated into frozen dataclasses.
+"""Search configuration: TOML validated into frozen dataclasses, with one source of defaults.
 
 Every table and key is checked up front; an unknown key, a wrong type or a value outside
 the allowed set is a `ConfigError` that names the key (`strategy.name`) and the allowed
-values, before any data is loaded or any network trained. See `configs/*.toml`.
+values, before any data is loaded or any network trained. See `configs/*.toml` and
+docs/configuration.md.
+
+The sections that other commands share are not copied here but embedded: `[data]` is the
+chosen task's own configuration (`EcgDatasetConfig` for "ecg"), `[train]` is
+`host.train.TrainConfig` and `[measure]` is `device_agent.types.MeasureSettings`, so
+`hilnas train`, `hilnas measure` and `hilnas search` take the same defaults from one place.
+What makes a training or a measurement "the same" is `SearchConfig.fingerprint`.
 """
 
 from __future__ import annotations
@@ -17,22 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from device_agent.errors import ConfigError
+from device_agent.types import MeasureSettings
+from host.metrics import DEVICE_METRICS, MetricKind, MetricSpec, catalogue
+from host.train.trainer import TrainConfig
 
-STRATEGIES = ("roulette", "tournament", "nsga2", "spea2", "bayesian", "exhaustive", "random")
-SINGLE_OBJECTIVE = ("roulette", "tournament")
 EXECUTORS = ("inprocess", "process", "ray")
-# Quality metrics come from host.train.metrics (maximised); costs are minimised.
-QUALITY_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "precision_macro", "recall_macro")
-ANALYTIC_METRICS = ("storage_int8_bytes", "storage_float32_bytes", "params", "macs", "flops")
-DEVICE_METRICS = (
-    "latency_p50_us",
-    "latency_p90_us",
-    "peak_rss_bytes",
-    "arena_bytes",
-    "energy_per_inference_uj",
-    "model_bytes",
-)
-ALL_METRICS = QUALITY_METRICS + ANALYTIC_METRICS + DEVICE_METRICS
 
 
 def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -42,21 +38,28 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None
             raise ConfigError(f"unknown key {where}.{key}; allowed in [{where}]: {allowed_list}")
 
 
-def _build(cls: type, table: Mapping[str, Any] | None, where: str) -> Any:
+def table_keys(cls: type) -> set[str]:
+    """The keys a `[section]` accepts: the dataclass's fields minus those set by the parser."""
+    hidden = set(getattr(cls, "_not_configurable", ()))
+    return {f.name for f in dataclasses.fields(cls) if f.name not in hidden}
+
+
+def _build(cls: type, table: Mapping[str, Any] | None, where: str, **fixed: Any) -> Any:
     """A dataclass from a TOML table, naming the bad key on any error."""
     table = dict(table or {})
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    _check_keys(table, set(fields), where)
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{where}] must be a table, not {table!r}")
+    _check_keys(table, table_keys(cls), where)
     try:
-        return cls(**table)
+        return cls(**{**fixed, **table})
     except ConfigError as exc:
         message = str(exc)  # name the table unless the message already does
         raise ConfigError(message if f"{where}." in message else f"[{where}] {message}") from None
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"[{where}] {exc}") from None
 
 
-def _choice(value: Any, allowed: tuple[str, ...], key: str) -> None:
+def _choice(value: Any, allowed: tuple[str, ...] | list[str], key: str) -> None:
     if value not in allowed:
         raise ConfigError(f"{key} = {value!r} is not one of: {', '.join(allowed)}")
 
@@ -81,82 +84,16 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    """The dataset (host.data.EcgDatasetConfig fields)."""
-
-    task: str = "ecg"
-    preset: str = "normal-vs-anomalous"
-    records: tuple[str, ...] | None = None
-    window: int = 256
-    # Resample to this rate (Hz) before windowing; None keeps the record's own (360 Hz).
-    sample_rate: int | None = None
-    lead: str = "MLII"
-    normalization: str = "zscore"
-    split: str = "patient"
-    max_windows_per_record: int | None = None
-    custom: Mapping[str, Any] | None = None
-    # Where mitdb/ is; default $HILNAS_DATA_DIR. Not part of what makes a training the same.
-    data_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        _choice(self.task, ("ecg",), "data.task")
-        if self.records is not None:
-            object.__setattr__(self, "records", tuple(str(r) for r in self.records))
-
-    def dataset_config(self, seed: int) -> Any:
-        from host.data import EcgDatasetConfig
-
-        return EcgDatasetConfig(
-            preset=self.preset,
-            custom=self.custom,
-            records=self.records,
-            window=self.window,
-            sample_rate=self.sample_rate,
-            lead=self.lead,
-            normalization=self.normalization,
-            split=self.split,
-            seed=seed,
-            max_windows_per_record=self.max_windows_per_record,
-            data_dir=self.data_dir,
-        )
-
-
-@dataclass(frozen=True)
 class SpaceConfig:
+    """`[space]`: a registered space's name and its options (bounds, grids, a board)."""
+
     name: str = "bionet"
-    bounds: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class TrainSection:
-    """host.train.TrainConfig fields."""
-
-    epochs: int = 5
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    clipnorm: float | None = 1.0  # 0 turns gradient clipping off
-    patience: int | None = 2
-    class_weights: str | None = "balanced"
-    dropout: float = 0.2
-
-    def train_config(self, seed: int) -> Any:
-        from host.train import TrainConfig
-
-        return TrainConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            clipnorm=self.clipnorm or None,
-            patience=self.patience,
-            class_weights=self.class_weights,
-            dropout=self.dropout,
-            seed=seed,
-        )
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class StrategyConfig:
-    """The GA settings; BioNetExplorer's defaults (population 30, 5 generations, 0.4, 0.11)."""
+    """The strategy and its settings; BioNetExplorer's GA defaults (30, 5, 0.4, 0.11)."""
 
     name: str = "nsga2"
     population: int = 30
@@ -172,18 +109,22 @@ class StrategyConfig:
     # new), or "remutate" it until it is a new network of the space (pymoo's duplicate
     # elimination; see docs/decisions.md, "Duplicate offspring").
     duplicates: str = "keep"
-    # Surrogate-assisted GA (docs/decisions.md, "Surrogate"): "none" trains
+    # Pre-screening of offspring before training (host/search/prescreen.py): "none" trains
     # every offspring, as BioNetExplorer does; "gp" breeds `surrogate_pool` times as many
-    # offspring per generation and trains the `population` of them that a Gaussian process
-    # fitted to this run's results expects to improve the front (or the weighted cost) most.
+    # and trains the `population` that a Gaussian process expects to improve the front (or
+    # the weighted cost) most; "cheap" is HALF's two-step selection, on the objectives known
+    # before training alone.
     surrogate: str = "none"
     surrogate_pool: int = 4
 
     def __post_init__(self) -> None:
-        _choice(self.name, STRATEGIES, "strategy.name")
+        from host.search.prescreen import available_prescreeners
+        from host.search.strategies import available_strategies
+
+        _choice(self.name, available_strategies(), "strategy.name")
         _choice(self.encoding, ("binary", "integer"), "strategy.encoding")
         _choice(self.duplicates, ("keep", "remutate"), "strategy.duplicates")
-        _choice(self.surrogate, ("none", "gp"), "strategy.surrogate")
+        _choice(self.surrogate, available_prescreeners(), "strategy.surrogate")
         _positive(self.surrogate_pool, "strategy.surrogate_pool")
         _positive(self.population, "strategy.population")
         _positive(self.generations, "strategy.generations")
@@ -196,40 +137,18 @@ class StrategyConfig:
 
 @dataclass(frozen=True)
 class Objective:
-    """One objective: a metric, on a device for device metrics."""
+    """One objective: a metric, on a device for figures a device gives.
+
+    `maximise` and `kind` come from the metric catalogue of the run's task and space (the
+    parser fills them in); they are not configuration keys.
+    """
 
     metric: str
     device: str | None = None
+    maximise: bool = False
+    kind: MetricKind = MetricKind.ANALYTIC
 
-    def __post_init__(self) -> None:
-        _choice(self.metric, ALL_METRICS, "objectives.metric")
-        if self.metric in DEVICE_METRICS and not self.device:
-            raise ConfigError(f'objective {self.metric} needs a device = "NAME"')
-        if self.metric not in DEVICE_METRICS and self.device:
-            raise ConfigError(f"objective {self.metric} is not measured on a device")
-
-    @property
-    def maximise(self) -> bool:
-        return self.metric in QUALITY_METRICS
-
-    @property
-    def label(self) -> str:
-        return f"{self.metric}@{self.device}" if self.device else self.metric
-
-
-@dataclass(frozen=True)
-class Constraint:
-    """A hard limit: `metric` (on `device`) at most `max` and/or at least `min`."""
-
-    metric: str
-    device: str | None = None
-    max: float | None = None
-    min: float | None = None
-
-    def __post_init__(self) -> None:
-        Objective(self.metric, self.device)  # same checks of the metric and device
-        if self.max is None and self.min is None:
-            raise ConfigError(f"constraint on {self.metric} needs max or min")
+    _not_configurable = ("maximise", "kind")
 
     @property
     def label(self) -> str:
@@ -237,8 +156,39 @@ class Constraint:
 
     @property
     def cheap(self) -> bool:
-        """Decidable before training (analytic costs)."""
-        return self.metric in ANALYTIC_METRICS
+        """Known before training (an analytic cost or a space's own estimate)."""
+        return self.kind is MetricKind.ANALYTIC
+
+    def resolved(self, metrics: Mapping[str, MetricSpec], devices: list[str]) -> Objective:
+        """Return the objective with its direction and kind, checked against the metrics."""
+        spec = metrics.get(self.metric)
+        if spec is None:
+            raise ConfigError(
+                f"{self.label}: unknown metric {self.metric!r}; this run's task and space "
+                f"give: {', '.join(metrics)}"
+            )
+        if spec.kind is MetricKind.DEVICE and not self.device:
+            raise ConfigError(f'{self.metric} is measured on a device: it needs a device = "NAME"')
+        if spec.kind is MetricKind.ANALYTIC and self.device:
+            raise ConfigError(f"{self.metric} is analytic, not measured on a device")
+        if self.device and self.device not in devices:
+            raise ConfigError(
+                f"{self.label}: no device named {self.device!r}; configured devices: "
+                f"{', '.join(devices) or 'none (add a [[devices]] table)'}"
+            )
+        return dataclasses.replace(self, maximise=spec.maximise, kind=spec.kind)
+
+
+@dataclass(frozen=True)
+class Constraint(Objective):
+    """A hard limit: `metric` (on `device`) at most `max` and/or at least `min`."""
+
+    max: float | None = None
+    min: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max is None and self.min is None:
+            raise ConfigError(f"constraint on {self.metric} needs max or min")
 
     def violation(self, value: float | None) -> float:
         """How far outside the limit (relative), 0 when satisfied; inf when unknown."""
@@ -257,7 +207,7 @@ class CostConfig:
     """The weighted cost of the single-objective strategies: alpha*(1-Q) + beta*H.
 
     Q is the first quality objective; H is the mean of the other objectives, each divided
-    by its `reference` value (clipped to [0, 1]); see docs/decisions.md.
+    by its `reference` value (clipped to [0, 1]); see docs/decisions.md, "Weighted cost".
     """
 
     alpha: float = 1.0
@@ -267,6 +217,9 @@ class CostConfig:
     def __post_init__(self) -> None:
         _positive(self.alpha, "cost.alpha", integer=False, allow_zero=True)
         _positive(self.beta, "cost.beta", integer=False, allow_zero=True)
+        for label, value in self.references.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"cost.references.{label} must be a positive number")
 
 
 @dataclass(frozen=True)
@@ -276,14 +229,10 @@ class DeviceConfig:
     token_env: str | None = None
     timeout_s: float = 10.0
 
+    def __post_init__(self) -> None:
+        from host.fleet import check_device_spec
 
-@dataclass(frozen=True)
-class MeasureSection:
-    warmup_runs: int = 10
-    min_runs: int = 20
-    max_runs: int = 200
-    time_budget_seconds: float = 10.0
-    threads: int = 1
+        check_device_spec(self.address)
 
 
 @dataclass(frozen=True)
@@ -306,18 +255,23 @@ class BudgetConfig:
     export_int8: bool = True
 
 
+# `[measure]` is MeasureSettings itself; its inputs are the agent's business, not a file's.
+MEASURE_NOT_CONFIGURABLE = ("input_source", "inputs")
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     run: RunConfig
-    data: DataConfig
+    task: str
+    data: Any  # the task's config_type (EcgDatasetConfig for "ecg")
     space: SpaceConfig
-    train: TrainSection
+    train: TrainConfig
     strategy: StrategyConfig
     objectives: tuple[Objective, ...]
     constraints: tuple[Constraint, ...]
     cost: CostConfig
     devices: tuple[DeviceConfig, ...]
-    measure: MeasureSection
+    measure: MeasureSettings
     executor: ExecutorConfig
     budget: BudgetConfig
     tabular: str | None = None
@@ -325,15 +279,86 @@ class SearchConfig:
     # ------------------------------------------------------------------ derived
     @property
     def quality_objective(self) -> Objective:
-        return next(o for o in self.objectives if o.maximise)
+        return next(o for o in self.objectives if o.kind is MetricKind.QUALITY)
+
+    def make_task(self) -> Any:
+        """The run's task (host.tasks), built from `[data]`."""
+        from host.tasks import task_class
+
+        return task_class(self.task)(self.data)
+
+    def make_space(self, task: Any = None) -> Any:
+        """The run's space for the task's input (host.spaces)."""
+        from host.spaces.base import get_space
+
+        task = task or self.make_task()
+        return get_space(self.space.name, task.input_spec(), **dict(self.space.options))
+
+    def to_doc(self) -> dict[str, Any]:
+        """The configuration as a TOML-shaped document (what `parse_config` reads back)."""
+        doc: dict[str, Any] = {
+            "run": dataclasses.asdict(self.run),
+            "data": {"task": self.task, **_plain(self.data)},
+            "space": {"name": self.space.name, **_plain(self.space.options)},
+            "train": _plain(self.train),
+            "strategy": dataclasses.asdict(self.strategy),
+            "objectives": [_drop_none({"metric": o.metric, "device": o.device})
+                           for o in self.objectives],
+            "constraints": [
+                _drop_none({"metric": c.metric, "device": c.device, "max": c.max, "min": c.min})
+                for c in self.constraints
+            ],
+            "cost": _plain(self.cost),
+            "devices": [_drop_none(dataclasses.asdict(d)) for d in self.devices],
+            "measure": {k: v for k, v in _plain(self.measure).items()
+                        if k not in MEASURE_NOT_CONFIGURABLE},
+            "executor": _drop_none(dataclasses.asdict(self.executor)),
+            "budget": _drop_none(dataclasses.asdict(self.budget)),
+        }
+        doc["data"] = _drop_none(doc["data"])
+        doc["train"] = _drop_none(doc["train"])
+        if self.tabular is not None:
+            doc["tabular"] = self.tabular
+        return doc
 
     def to_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+        return json.loads(json.dumps(self.to_doc(), default=str))
 
     def fingerprint(self, *sections: str) -> str:
-        """Hash of some sections (what makes a training or a run the same)."""
-        data = {s: self.to_json()[s] for s in sections}
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        """Hash of the identity of some sections: what makes a training or measurement the same.
+
+        Fields declared with `compare=False` (paths such as `data.data_dir`, verbosity) are
+        not part of it: where a dataset lies does not change the network trained on it.
+        """
+        parts = {s: _identity(getattr(self, s)) for s in sections}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[
+            :16
+        ]
+
+
+def _plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "value") and hasattr(obj, "name") and not isinstance(obj, (int, float)):
+        return obj.value  # an Enum
+    return obj
+
+
+def _identity(obj: Any) -> Any:
+    """A dataclass as plain data, without the fields that do not change a result."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {
+            f.name: _identity(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.compare
+        }
+    return _plain(obj)
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
 
 
 TOP_LEVEL = {
@@ -354,11 +379,27 @@ TOP_LEVEL = {
 
 
 def parse_config(doc: Mapping[str, Any]) -> SearchConfig:
+    from host.search.prescreen import prescreener_class
+    from host.search.strategies import strategy_class
+    from host.spaces.base import check_options, get_space
+    from host.tasks import task_class
+
     _check_keys(doc, TOP_LEVEL, "config")
     run = _build(RunConfig, doc.get("run"), "run")
-    data = _build(DataConfig, doc.get("data"), "data")
-    space = _build(SpaceConfig, doc.get("space"), "space")
-    train = _build(TrainSection, doc.get("train"), "train")
+    data_doc = dict(doc.get("data") or {})
+    task_name = data_doc.pop("task", "ecg")
+    task = task_class(task_name).from_table(data_doc, run.seed)
+
+    space_doc = dict(doc.get("space") or {})
+    space_name = space_doc.pop("name", "bionet")
+    check_options(space_name, space_doc)
+    space_cfg = SpaceConfig(space_name, space_doc)
+    try:
+        space = get_space(space_name, task.input_spec(), **space_doc)
+    except ConfigError as exc:
+        raise ConfigError(f"[space] {exc}") from None
+
+    train = _build(TrainConfig, doc.get("train"), "train", seed=run.seed)
     executor = _build(ExecutorConfig, doc.get("executor"), "executor")
     strategy_doc = doc.get("strategy")
     if isinstance(strategy_doc, Mapping) and strategy_doc.get("name") == "bayesian":
@@ -367,51 +408,69 @@ def parse_config(doc: Mapping[str, Any]) -> SearchConfig:
         # (its surrogate is refitted after every batch; docs/decisions.md, "Surrogate").
         strategy_doc = {"population": executor.workers, **strategy_doc}
     strategy = _build(StrategyConfig, strategy_doc, "strategy")
-    objectives = tuple(
-        _build(Objective, o, f"objectives[{i}]")
-        for i, o in enumerate(
-            doc.get("objectives") or [{"metric": "f1_macro"}, {"metric": "storage_int8_bytes"}]
-        )
-    )
-    if not any(o.maximise for o in objectives):
-        raise ConfigError(f"objectives need a quality metric ({', '.join(QUALITY_METRICS)})")
-    if len(objectives) < 2:
-        raise ConfigError("objectives need a quality metric and at least one hardware metric")
-    constraints = tuple(
-        _build(Constraint, c, f"constraints[{i}]")
-        for i, c in enumerate(doc.get("constraints") or [])
-    )
-    cost = _build(CostConfig, doc.get("cost"), "cost")
+    strategy_class(strategy.name).check(strategy, space)
+
     devices = tuple(
         _build(DeviceConfig, d, f"devices[{i}]") for i, d in enumerate(doc.get("devices") or [])
     )
     names = [d.name for d in devices]
     if len(set(names)) != len(names):
         raise ConfigError(f"devices: names must be unique, got {names}")
-    for item in (*objectives, *constraints):
-        if item.device and item.device not in names:
+    metrics = catalogue(task.metrics(), space.metrics(), DEVICE_METRICS)
+    default_objectives = [{"metric": task.default_quality()}, {"metric": "storage_int8_bytes"}]
+    objectives = tuple(
+        _build(Objective, o, f"objectives[{i}]").resolved(metrics, names)
+        for i, o in enumerate(doc.get("objectives") or default_objectives)
+    )
+    if not any(o.kind is MetricKind.QUALITY for o in objectives):
+        quality = ", ".join(m.name for m in task.metrics())
+        raise ConfigError(f"objectives need a quality metric ({quality})")
+    if len(objectives) < 2:
+        raise ConfigError("objectives need a quality metric and at least one hardware metric")
+    constraints = tuple(
+        _build(Constraint, c, f"constraints[{i}]").resolved(metrics, names)
+        for i, c in enumerate(doc.get("constraints") or [])
+    )
+    prescreener_class(strategy.surrogate).check(objectives)
+    cost = _build(CostConfig, doc.get("cost"), "cost")
+    labels = {o.label for o in objectives}
+    for label in cost.references:
+        if label not in labels:
             raise ConfigError(
-                f"{item.label}: no device named {item.device!r}; configured devices: "
-                f"{', '.join(names) or 'none (add a [[devices]] table)'}"
+                f"cost.references.{label}: not an objective; objectives: {', '.join(labels)}"
             )
+    measure = _build(MeasureSettings, _not_inputs(doc.get("measure")), "measure")
+    try:
+        measure.validated()
+    except ConfigError as exc:
+        raise ConfigError(f"[measure] {exc}") from None
     tabular = doc.get("tabular")
     if tabular is not None and not isinstance(tabular, str):
         raise ConfigError(f"tabular must be a file path, not {tabular!r}")
     return SearchConfig(
         run=run,
-        data=data,
-        space=space,
+        task=task_name,
+        data=task.config,
+        space=space_cfg,
         train=train,
         strategy=strategy,
         objectives=objectives,
         constraints=constraints,
         cost=cost,
         devices=devices,
-        measure=_build(MeasureSection, doc.get("measure"), "measure"),
+        measure=measure,
         executor=executor,
         budget=_build(BudgetConfig, doc.get("budget"), "budget"),
         tabular=tabular,
     )
+
+
+def _not_inputs(table: Any) -> dict[str, Any]:
+    table = dict(table or {})
+    for key in MEASURE_NOT_CONFIGURABLE:
+        if key in table:
+            raise ConfigError(f"unknown key measure.{key}: the agent chooses a model's inputs")
+    return table
 
 
 def load_config(path: Path | str, overrides: Mapping[str, Any] | None = None) -> SearchConfig:

@@ -1,18 +1,23 @@
-"""The unit of work an executor runs: train one architecture and export it as int8 TFLite.
+"""The unit of work an executor runs: train one architecture of a space on a task.
 
 `run_training_job` is a top-level function of plain data in and plain data out, so the
-in-process, process-pool and Ray executors can all run it. The trained model never crosses
-a process boundary: the job writes the .tflite file itself and returns its path and hash.
+in-process, process-pool and Ray executors can all run it. It returns the trained network's
+inference graph (`Space.export_model`: batch of one, batch norm folded where the space does
+that) as the bytes of a `.keras` file, so nothing depends on a filesystem shared with the
+worker; int8 conversion and measurement then run on the host, overlapped with the next
+training (host/search/pipeline.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from host.train.trainer import TrainConfig
 
 _DATASETS: dict[Any, Any] = {}  # per process: a search loads its dataset once
 
@@ -21,12 +26,11 @@ _DATASETS: dict[Any, Any] = {}  # per process: a search loads its dataset once
 class TrainJob:
     train_key: str
     arch_key: str
-    space_name: str
-    space_bounds: dict[str, Any]
-    dataset: Any  # host.data.EcgDatasetConfig (frozen, picklable)
-    train: Any  # host.train.TrainConfig
-    models_dir: str
-    export_int8: bool = True
+    space: str
+    space_options: dict[str, Any]
+    task: str
+    data: Any  # the task's configuration (a frozen, picklable dataclass)
+    train: TrainConfig
     tf_threads: int = 0
     data_dir: str | None = None
 
@@ -36,11 +40,11 @@ class TrainOutcome:
     train_key: str
     arch_key: str
     metrics: dict[str, Any]
-    train_seconds: float
-    export_seconds: float
-    model_path: str | None = None
-    sha256: str | None = None
-    model_bytes: int = 0
+    #: time in `fit`, and the whole job (building, fitting, scoring on val and test)
+    fit_seconds: float
+    job_seconds: float
+    #: the inference graph as a .keras file's bytes (see the module docstring)
+    keras_model: bytes = b""
     started: float = 0.0
     pid: int = 0
     notes: list[str] = field(default_factory=list)
@@ -49,8 +53,9 @@ class TrainOutcome:
 def _configure_threads(n: int) -> None:
     if n <= 0:
         return
-    import tensorflow as tf
+    from host.train.tfenv import import_tf
 
+    tf = import_tf()
     try:
         tf.config.threading.set_intra_op_parallelism_threads(n)
         tf.config.threading.set_inter_op_parallelism_threads(max(1, n // 2))
@@ -58,13 +63,13 @@ def _configure_threads(n: int) -> None:
         pass  # already initialised in this process; the first setting stays
 
 
-def load_dataset(config: Any) -> Any:
-    from host.data import load_ecg_dataset
-
-    if config not in _DATASETS:
+def load_dataset(task: Any, progress: bool = False) -> Any:
+    """The task's dataset, loaded once per process (a search uses one dataset)."""
+    key = (task.name, task.config)
+    if key not in _DATASETS:
         _DATASETS.clear()  # one dataset per search; do not grow without bound
-        _DATASETS[config] = load_ecg_dataset(config)
-    return _DATASETS[config]
+        _DATASETS[key] = task.load(progress=progress)
+    return _DATASETS[key]
 
 
 def run_training_job(job: TrainJob) -> TrainOutcome:
@@ -73,45 +78,35 @@ def run_training_job(job: TrainJob) -> TrainOutcome:
     if job.data_dir:
         os.environ.setdefault("HILNAS_DATA_DIR", job.data_dir)
     started = time.time()
+    t0 = time.perf_counter()
     _configure_threads(job.tf_threads)
-    from host.export.tflite import convert
-    from host.spaces import get_space
-    from host.train import train_model
+    from host.spaces.base import get_space
+    from host.tasks import task_class
+    from host.train.trainer import train_candidate
 
-    space = get_space(job.space_name, **job.space_bounds)
-    arch = next(a for a in space.architectures(bounded=False) if a.key() == job.arch_key)
-    dataset = load_dataset(job.dataset)
-    result = train_model(arch, dataset, job.train)
+    task = task_class(job.task)(job.data)
+    space = get_space(job.space, task.input_spec(), **job.space_options)
+    arch = space.from_key(job.arch_key)
+    data = load_dataset(task)
+    result = train_candidate(space, arch, task, data, job.train)
+    export = space.export_model(result.model, arch, task)
+    with tempfile.TemporaryDirectory(prefix="hilnas-train-") as tmp:
+        path = Path(tmp) / "model.keras"
+        export.save(path)
+        keras_model = path.read_bytes()
     metrics = {
         "val": result.val_metrics,
         "test": result.test_metrics,
         "epochs_run": result.epochs_run,
         "split": result.split_description,
     }
-    outcome = TrainOutcome(
+    return TrainOutcome(
         job.train_key,
         job.arch_key,
         metrics,
-        result.train_seconds,
-        0.0,
+        fit_seconds=result.train_seconds,
+        job_seconds=time.perf_counter() - t0,
+        keras_model=keras_model,
         started=started,
         pid=os.getpid(),
     )
-    if job.export_int8:
-        t0 = time.perf_counter()
-        meta = {
-            **dataset.metadata(),
-            "arch": job.arch_key,
-            "space": job.space_name,
-            "train_key": job.train_key,
-        }
-        model = convert(result.model, "int8", representative=dataset.x_train, metadata=meta)
-        outcome.export_seconds = time.perf_counter() - t0
-        sha = hashlib.sha256(model).hexdigest()
-        path = Path(job.models_dir) / f"{job.arch_key}-{sha[:12]}.tflite"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(model)
-        os.replace(tmp, path)
-        outcome.model_path, outcome.sha256, outcome.model_bytes = str(path), sha, len(model)
-    return outcome

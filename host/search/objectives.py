@@ -3,35 +3,30 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from host.search.config import (
-    ANALYTIC_METRICS,
-    DEVICE_METRICS,
-    QUALITY_METRICS,
-    Objective,
-    SearchConfig,
-)
+from host.metrics import DEVICE_METRICS, MetricKind
 
-# What a device metric reads from a measurement's JSON (device_agent.types.Measurement).
-DEVICE_METRIC_PATHS: dict[str, tuple[str, ...]] = {
-    "latency_p50_us": ("latency", "p50_us"),
-    "latency_p90_us": ("latency", "p90_us"),
-    "peak_rss_bytes": ("memory", "peak_rss_bytes", "value"),
-    "arena_bytes": ("memory", "arena_bytes", "value"),
-    "model_bytes": ("memory", "model_bytes", "value"),
-    "energy_per_inference_uj": ("power", "energy_per_inference_uj", "value"),
+if TYPE_CHECKING:
+    from host.search.config import Objective, SearchConfig
+
+# What a device metric reads from a measurement's JSON (device_agent.types.Measurement):
+# the value's path, and the path of its source label.
+DEVICE_METRIC_PATHS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "latency_p50_us": (("latency", "p50_us"), ("latency", "source")),
+    "latency_p90_us": (("latency", "p90_us"), ("latency", "source")),
+    **{
+        name: ((group, name, "value"), (group, name, "source"))
+        for group, names in (
+            ("memory", ("peak_rss_bytes", "arena_bytes", "model_bytes")),
+            ("power", ("mean_power_mw", "energy_per_inference_uj")),
+        )
+        for name in names
+    },
 }
-SOURCE_PATHS: dict[str, tuple[str, ...]] = {
-    "latency_p50_us": ("latency", "source"),
-    "latency_p90_us": ("latency", "source"),
-    "peak_rss_bytes": ("memory", "peak_rss_bytes", "source"),
-    "arena_bytes": ("memory", "arena_bytes", "source"),
-    "model_bytes": ("memory", "model_bytes", "source"),
-    "energy_per_inference_uj": ("power", "energy_per_inference_uj", "source"),
-}
+assert set(DEVICE_METRIC_PATHS) == {m.name for m in DEVICE_METRICS}
 
 
 def _dig(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
@@ -50,24 +45,26 @@ class Figures:
     values: dict[str, float | None] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
 
-    def add_quality(self, metrics: Mapping[str, Any], source: str) -> None:
-        for name in QUALITY_METRICS:
-            if name in metrics:
-                self.values[name] = float(metrics[name])
-                self.sources[name] = source
+    def add(self, label: str, value: Any, source: str) -> None:
+        self.values[label] = None if value is None else float(value)
+        self.sources[label] = source
 
-    def add_costs(self, costs: Mapping[str, Any]) -> None:
-        for name in ANALYTIC_METRICS:
-            if name in costs:
-                self.values[name] = float(costs[name])
-                self.sources[name] = "analytic"
+    def add_many(
+        self, values: Mapping[str, Any], source: str, names: Iterable[str] | None = None,
+        device: str | None = None,
+    ) -> None:
+        """Add `names` (default: every number in `values`), labelled `name@device` if given."""
+        for name in names if names is not None else values:
+            value = values.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.add(f"{name}@{device}" if device else name, value, source)
 
     def add_measurement(self, device: str, measurement: Mapping[str, Any]) -> None:
-        for name in DEVICE_METRICS:
-            value = _dig(measurement, DEVICE_METRIC_PATHS[name])
-            label = f"{name}@{device}"
-            self.values[label] = None if value is None else float(value)
-            self.sources[label] = str(_dig(measurement, SOURCE_PATHS[name]) or "unavailable")
+        for name, (path, source_path) in DEVICE_METRIC_PATHS.items():
+            value = _dig(measurement, path)
+            self.add(
+                f"{name}@{device}", value, str(_dig(measurement, source_path) or "unavailable")
+            )
 
     def get(self, label: str) -> float | None:
         value = self.values.get(label)
@@ -109,36 +106,71 @@ def violated(cfg: SearchConfig, figures: Figures, *, cheap_only: bool = False) -
 
 
 class Normaliser:
-    """Maps objective values to minimised [0, 1] values (for hypervolume and weighted cost)."""
+    """Maps objective values to minimised [0, 1] values (for hypervolume and weighted cost).
 
-    def __init__(self, objectives: tuple[Objective, ...], references: Mapping[str, float]) -> None:
-        self.objectives = objectives
+    A minimised objective becomes value / reference, a maximised one 1 - value / reference,
+    both clipped to [0, 1]. References (docs/decisions.md, "Weighted cost"): the configured
+    `cost.references`; else 1 for a quality metric (it lies in [0, 1]); else, for an analytic
+    metric of a space that can be listed, the largest value in the bounded space; else (a
+    figure measured on a device, or a space too large to list) twice the largest value of
+    the first batch of evaluations that has one (`observe`), fixed from then on, so that
+    later hypervolumes are comparable and a resumed run (whose first batch comes from the
+    store) normalises the same way.
+    """
+
+    def __init__(self, objectives: Sequence[Objective], references: Mapping[str, float]) -> None:
+        self.objectives = tuple(objectives)
         self.references = dict(references)
+        for obj in self.objectives:
+            if obj.label not in self.references and obj.kind is MetricKind.QUALITY and obj.maximise:
+                self.references[obj.label] = 1.0
+
+    def missing(self) -> list[Objective]:
+        """Objectives whose reference is not known yet."""
+        return [o for o in self.objectives if o.label not in self.references]
+
+    def observe(self, vectors: Iterable[Sequence[float | None]]) -> None:
+        """Fix the missing references from a batch of objective vectors (see the class doc)."""
+        vectors = list(vectors)
+        for i, obj in enumerate(self.objectives):
+            if obj.label in self.references:
+                continue
+            seen = [abs(x) for v in vectors if (x := v[i]) is not None]
+            if seen:
+                self.references[obj.label] = 2 * max(seen) or 1.0
 
     def reference(self, objective: Objective) -> float:
-        return float(self.references[objective.label])
+        try:
+            return float(self.references[objective.label])
+        except KeyError:
+            raise KeyError(
+                f"no reference for {objective.label} yet: a value arrived before observe()"
+            ) from None
 
-    def normalise(self, values: list[float | None]) -> list[float]:
+    def normalise(self, values: Sequence[float | None]) -> list[float]:
         out = []
         for obj, value in zip(self.objectives, values, strict=True):
             if value is None:
                 out.append(1.0)  # unknown counts as worst
-            elif obj.maximise:
-                out.append(min(max(1.0 - value, 0.0), 1.0))
-            else:
-                out.append(min(max(value / self.reference(obj), 0.0), 1.0))
+                continue
+            ref = self.reference(obj)
+            # A maximised objective with reference 1 (quality) keeps 1 - value exactly.
+            scaled = value if ref == 1.0 else value / ref
+            out.append(min(max(1.0 - scaled if obj.maximise else scaled, 0.0), 1.0))
         return out
 
-    def weighted_fitness(self, values: list[float | None], alpha: float, beta: float) -> float:
+    def weighted_fitness(self, values: Sequence[float | None], alpha: float, beta: float) -> float:
         """(alpha + beta) - [alpha * (1 - Q) + beta * H]: maximised, in [0, alpha + beta].
 
         Q is the first quality objective; H is the mean normalised value of the others.
         """
         return self.weighted_from_normalised(self.normalise(values), alpha, beta)
 
-    def weighted_from_normalised(self, norm: list[float], alpha: float, beta: float) -> float:
+    def weighted_from_normalised(self, norm: Sequence[float], alpha: float, beta: float) -> float:
         """weighted_fitness of an already normalised objective vector."""
-        quality_idx = next(i for i, o in enumerate(self.objectives) if o.maximise)
+        quality_idx = next(
+            i for i, o in enumerate(self.objectives) if o.kind is MetricKind.QUALITY
+        )
         hardware = [n for i, n in enumerate(norm) if i != quality_idx]
         cost = alpha * norm[quality_idx] + beta * (sum(hardware) / len(hardware))
         return (alpha + beta) - cost

@@ -48,3 +48,39 @@ def hypervolume(points: Sequence[Sequence[float]], reference: float = REFERENCE_
     if not inside.any():
         return 0.0
     return float(moocore.hypervolume(arr[inside], ref=ref))
+
+
+def nondominated_order(values: np.ndarray) -> list[int]:
+    """Row indices of `values` (n x m, minimised), best first.
+
+    Ordered front by front (non-dominated sorting); within a front by the sum of
+    per-objective ranks (a scale-free spread), then by index. HALF's pre-selection keeps
+    the head of this order.
+    """
+    f = np.asarray(values, dtype=np.float64)
+    n = len(f)
+    if n == 0:
+        return []
+    dominated_by = [0] * n
+    dominates: list[list[int]] = [[] for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1, n):
+            if np.all(f[i] <= f[j]) and np.any(f[i] < f[j]):
+                dominates[i].append(j)
+                dominated_by[j] += 1
+            elif np.all(f[j] <= f[i]) and np.any(f[j] < f[i]):
+                dominates[j].append(i)
+                dominated_by[i] += 1
+    ranks = np.argsort(np.argsort(f, axis=0), axis=0).sum(axis=1)
+    order: list[int] = []
+    front = [i for i in range(n) if dominated_by[i] == 0]
+    while front:
+        order += sorted(front, key=lambda i: (ranks[i], i))
+        nxt = []
+        for i in front:
+            for j in dominates[i]:
+                dominated_by[j] -= 1
+                if dominated_by[j] == 0:
+                    nxt.append(j)
+        front = nxt
+    return order

@@ -1,9 +1,14 @@
-"""Running a search: set-up, the strategy loop, records, the front, and resumption.
+"""Running a search: set-up, the strategy, records, the front, and resumption.
+
+The runner wires the plug-ins together (the task, the space, the strategy, the prescreener,
+the devices) and never branches on their names. It hands the strategy two callbacks:
+`_evaluate` (genomes -> the candidate pipeline -> scores) and `_record` (a generation's
+results -> the store, the front, the progress bars, the training budget).
 
 Resumption replays the run: the stored configuration and seed are used again, and the
 strategy asks for the same candidates in the same order, while every training and
 measurement that finished before the interruption comes from the store instead of being
-repeated (strategies keep their own random state; see strategies.py).
+repeated (strategies keep their own random state; see strategies/genetic.py).
 """
 
 from __future__ import annotations
@@ -12,24 +17,21 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from device_agent.errors import ConfigError
-from host.search.config import ANALYTIC_METRICS, SearchConfig, load_config, parse_config
-from host.search.evaluator import Evaluation, Evaluator, Tabular
+from host.metrics import MetricKind
+from host.search.config import SearchConfig, load_config, parse_config
 from host.search.objectives import Normaliser
 from host.search.pareto import hypervolume, pareto_front
-from host.search.strategies import (
-    GeneticStrategy,
-    PrescreenFn,
-    Scored,
-    run_baseline,
-    run_bayesian,
-)
+from host.search.pipeline import CandidatePipeline, Evaluation, Status, Tabular
+from host.search.prescreen import prescreener_class
+from host.search.strategies import PrescreenFn, Scored, SearchContext, strategy_class
 from host.store.sqlite import RunStore
 
 log = logging.getLogger(__name__)
@@ -54,116 +56,138 @@ class RunResult:
     hypervolume: float
 
 
-def _costs_fn(cfg: SearchConfig, space: Any) -> Callable[[str], dict[str, float]]:
-    from host.hw.costs import analytic_costs
-
-    n_classes = len(cfg.data.dataset_config(cfg.run.seed).scheme().classes)
-    by_key = {a.key(): a for a in space.architectures(bounded=False)}
-    cache: dict[str, dict[str, float]] = {}
-
-    def costs(key: str) -> dict[str, float]:
-        if key not in cache:
-            c = analytic_costs(by_key[key], cfg.data.window, n_classes)
-            cache[key] = {m: float(getattr(c, m)) for m in ANALYTIC_METRICS}
-        return cache[key]
-
-    return costs
-
-
 def _open_devices(cfg: SearchConfig) -> dict[str, Any]:
     from device_agent.auth import load_token
     from host.fleet import open_device
 
-    devices = {}
-    for d in cfg.devices:
-        token = os.environ.get(d.token_env) if d.token_env else load_token()
-        devices[d.name] = open_device(d.address, token=token, name=d.name, timeout_s=d.timeout_s)
+    devices: dict[str, Any] = {}
+    try:
+        for d in cfg.devices:
+            token = os.environ.get(d.token_env) if d.token_env else load_token()
+            devices[d.name] = open_device(
+                d.address, token=token, name=d.name, timeout_s=d.timeout_s
+            )
+    except BaseException:
+        for device in devices.values():
+            device.close()
+        raise
     return devices
+
+
+def _prewarm_converter() -> None:
+    """Start the TFLite converter process now, in the background.
+
+    Its TensorFlow import then overlaps the first training instead of delaying the first
+    export.
+    """
+
+    def start() -> None:
+        from host.export.tflite import warm_up
+
+        try:
+            warm_up()
+        except Exception as exc:  # noqa: BLE001 - the first export reports it properly
+            log.debug("converter warm-up failed: %s", exc)
+
+    threading.Thread(target=start, name="converter-warm-up", daemon=True).start()
 
 
 class SearchRun:
     def __init__(
         self, cfg: SearchConfig, store: RunStore, run_id: str, *, progress: bool = True
     ) -> None:
-        from host.spaces import get_space
+        from host.search.jobs import load_dataset
 
         self.cfg, self.store, self.run_id = cfg, store, run_id
         out = Path(cfg.run.out_dir)
         self.run_dir = out / run_id
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.space: Any = get_space(cfg.space.name, **dict(cfg.space.bounds))
-        self.costs = _costs_fn(cfg, self.space)
-        # Genes that build the same network map to one key: it is trained and measured once.
-        self.canonical = {
-            a.key(): self.space.canonical(a).key() for a in self.space.architectures(bounded=False)
-        }
-        self.bounded_keys = {
-            self.canonical[a.key()] for a in self.space.architectures(bounded=True)
-        }
+        self.task = cfg.make_task()
+        self.space = cfg.make_space(self.task)
         self.progress = progress
         self.tabular = Tabular(Path(cfg.tabular)) if cfg.tabular else None
-        if self.tabular is None:
-            from host.search.jobs import load_dataset
-
-            # Load (and cache) the dataset now: a missing or wrong dataset stops the run
-            # here with its own error, before any device or training is set up.
-            load_dataset(cfg.data.dataset_config(cfg.run.seed))
-        # With a table, device objectives come from it and no device is contacted.
-        self.devices = _open_devices(cfg) if not self.tabular else {}
+        self.data = None
+        self.devices: dict[str, Any] = {}
         self.executor = None
         if self.tabular is None:
+            if cfg.devices or cfg.budget.export_int8:
+                _prewarm_converter()
+            # Load (and cache) the dataset now: a missing or wrong dataset stops the run
+            # here with its own error, before any device or training is set up.
+            self.data = load_dataset(self.task, progress=progress)
+            # With a table, device objectives come from it and no device is contacted.
+            self.devices = _open_devices(cfg)
             from host.executors import make_executor
 
+            if cfg.executor.kind == "inprocess":
+                # Training imports TensorFlow in this process: do it now, before the progress
+                # bars, so that its native start-up output can be filtered (train/tfenv.py).
+                from host.train.tfenv import import_tf
+
+                import_tf()
             self.executor = make_executor(
                 cfg.executor.kind, cfg.executor.workers, cfg.executor.ray_address
             )
-        self.evaluator = Evaluator(
+        self.pipeline = CandidatePipeline(
             cfg,
             store,
             run_id,
             self.space,
+            self.task,
             executor=self.executor,
             devices=self.devices,
-            table_devices=[d.name for d in cfg.devices],
             models_dir=out / "models",
-            costs=self.costs,
+            data=self.data,
             tabular=self.tabular,
             on_progress=self._tick,
         )
         self.normaliser = Normaliser(cfg.objectives, self._references())
         self.strategy_trained: set[str] = set()
         self.explored: dict[str, Evaluation] = {}
+        self.strategy = strategy_class(cfg.strategy.name)(
+            SearchContext(
+                cfg, self.space, self.normaliser, cfg.run.seed, self.key_of, self._prescreener()
+            )
+        )
         self._bar: Any = None
+        self._outer: Any = None
 
     # ------------------------------------------------------------------ helpers
     def _tick(self, message: str) -> None:
         if self._bar is not None:
             self._bar.set_postfix_str(message[-40:], refresh=True)
 
+    @cache  # noqa: B019 - one run, a bounded number of networks
+    def analytic(self, key: str) -> dict[str, float]:
+        """Every figure of network `key` known before training."""
+        return self.space.analytic(self.space.from_key(key))
+
+    @cache  # noqa: B019
+    def features(self, key: str) -> list[float]:
+        return self.space.features(self.space.from_key(key))
+
     def _references(self) -> dict[str, float]:
+        """The weighted cost's references known before any evaluation.
+
+        Configured ones, and for analytic objectives of a listable space the largest value
+        in the bounded space (the rest: `Normaliser.observe`).
+        """
         refs = dict(self.cfg.cost.references)
-        archs = self.space.architectures(bounded=True)
-        for obj in self.cfg.objectives:
-            if obj.maximise or obj.label in refs:
-                continue
-            if obj.metric in ANALYTIC_METRICS:
-                refs[obj.label] = max(self.costs(a.key())[obj.metric] for a in archs) or 1.0
+        if self.space.enumerable:
+            keys = [a.key() for a in self.space.architectures()]
+            for obj in self.cfg.objectives:
+                if obj.kind is MetricKind.ANALYTIC and obj.label not in refs:
+                    refs[obj.label] = max(self.analytic(k)[obj.metric] for k in keys) or 1.0
         return refs
 
-    def _complete_references(self, evaluations: list[Evaluation]) -> None:
-        """Device objectives without a configured reference: twice the first batch's maximum.
-
-        Fixed after generation 0 so that hypervolumes of later generations are comparable;
-        the same on a resumed run, because the first batch's figures come from the store.
-        """
-        for i, obj in enumerate(self.cfg.objectives):
-            if obj.maximise or obj.label in self.normaliser.references:
-                continue
-            seen = [v for e in evaluations if (v := e.objectives[i]) is not None]
-            self.normaliser.references[obj.label] = 2 * max(seen) if seen else 1.0
+    def key_of(self, genome: list[int]) -> str | None:
+        """The canonical key of the network a chromosome builds (None: none of the space)."""
+        decode = self.space.encoder(self.cfg.strategy.encoding)[1]
+        arch = decode(genome)
+        return self.space.canonical(arch).key() if arch is not None else None
 
     def _evaluate(self, genomes: list[list[int]], generation: int) -> list[Scored]:
-        keys = [self.genome_key(g) for g in genomes]
+        keys = [self.key_of(g) for g in genomes]
         valid = [k for k in keys if k is not None]
         budget = self.cfg.budget.max_trainings
         if budget is not None:
@@ -173,51 +197,48 @@ class SearchRun:
                 skipped = set(new[room:])
                 keys = [None if k in skipped else k for k in keys]
                 valid = [k for k in keys if k is not None]
-        results = self.evaluator.evaluate(valid)
+        results = self.pipeline.evaluate(valid)
+        # Objectives without a reference (figures measured on a device) get one from the
+        # first batch that has values, before any strategy scores with it.
+        self.normaliser.observe(ev.objectives for ev in results.values())
         scored = []
         for idx, (genome, key) in enumerate(zip(genomes, keys, strict=True)):
             ev = results.get(key) if key else None
             if ev is not None:
-                self.explored[key] = ev  # type: ignore[index]
-                if ev.train_key and not ev.detail.startswith("before training"):
-                    self.strategy_trained.add(key)  # type: ignore[arg-type]
-            self.store.add_evaluation(
-                self.run_id,
-                self.cfg.strategy.name,
-                generation,
-                idx,
-                key,
-                genome,
-                {
-                    o.label: v
-                    for o, v in zip(
-                        self.cfg.objectives,
-                        ev.objectives if ev else [None] * len(self.cfg.objectives),
-                        strict=True,
-                    )
-                },
-                ev.violation if ev else float("inf"),
-                ev.status if ev else "invalid",
-                ev.detail if ev else "chromosome outside the space",
-                ev.train_key if ev else None,
-                ev.sha256 if ev else None,
-            )
+                self.explored[ev.arch_key] = ev
+                if ev.trained:
+                    self.strategy_trained.add(ev.arch_key)
+            self.store.add_evaluation(self.run_id, self.cfg.strategy.name, generation, idx,
+                                      genome, self._evaluation_row(ev))
             scored.append(Scored(genome, ev))
         if self._bar is not None:
             self._bar.update(len(genomes))
         return scored
 
-    def genome_key(self, genome: list[int]) -> str | None:
-        """The canonical key of the network a chromosome builds; None when it is invalid."""
-        space: Any = self.space
-        decode = space.decode if self.cfg.strategy.encoding == "binary" else space.decode_int
-        arch = decode(genome)
-        return self.canonical[arch.key()] if arch is not None else None
-
-    def candidate_key(self, genome: list[int]) -> str | None:
-        """The canonical key of the network `genome` builds, if it is in the bounded space."""
-        key = self.genome_key(genome)
-        return key if key in self.bounded_keys else None
+    def _evaluation_row(self, ev: Evaluation | None) -> dict[str, Any]:
+        if ev is None:
+            return {
+                "arch_key": None,
+                "objectives": {o.label: None for o in self.cfg.objectives},
+                "violation": float("inf"),
+                "status": Status.INVALID.value,
+                "stage": "",
+                "detail": "chromosome outside the space",
+            }
+        return {
+            "arch_key": ev.arch_key,
+            "objectives": {
+                o.label: v for o, v in zip(self.cfg.objectives, ev.objectives, strict=True)
+            },
+            "violation": ev.violation,
+            "status": ev.status.value,
+            "stage": ev.stage.value,
+            "detail": ev.detail,
+            "train_key": ev.train_key,
+            "sha256": ev.sha256,
+            "figures": {"values": ev.figures.values, "sources": ev.figures.sources},
+            "runs_on": ev.runs_on,
+        }
 
     def front_indices(self) -> tuple[list[Evaluation], list[int]]:
         feasible = [e for e in self.explored.values() if e.feasible]
@@ -229,8 +250,6 @@ class SearchRun:
         return hypervolume([self.normaliser.normalise(feasible[i].objectives) for i in front])
 
     def _record(self, generation: int, scored: list[Scored]) -> bool:
-        if generation == 0:
-            self._complete_references([s.evaluation for s in scored if s.evaluation])
         feasible, front = self.front_indices()
         hv = self.current_hypervolume()
         self.store.add_generation(
@@ -249,84 +268,38 @@ class SearchRun:
         budget = self.cfg.budget.max_trainings
         return budget is not None and len(self.strategy_trained) >= budget
 
+    def _prescreener(self) -> PrescreenFn | None:
+        name = self.cfg.strategy.surrogate
+        if name == "none":
+            name = strategy_class(self.cfg.strategy.name).default_prescreener
+        if name == "none":
+            return None
+        return prescreener_class(name)(
+            self.cfg, self.normaliser, self.analytic, self.features, lambda: self.explored
+        ).rank
+
     # ------------------------------------------------------------------ run
     def execute(self) -> None:
         from tqdm import tqdm
 
-        s = self.cfg.strategy
-        if s.name in ("exhaustive", "random"):
-            from host.search.strategies import baseline_batches
-
-            batches = baseline_batches(self.cfg, self.space, self.cfg.run.seed)
-            total_gen, total_cand = len(batches), sum(len(b) for b in batches)
-        else:
-            total_gen, total_cand = s.generations + 1, s.population * (s.generations + 1)
-        self.evaluator.describe_devices()
+        total_gen, total_cand = self.strategy.totals()
+        self.pipeline.describe_devices()
         disable = not self.progress
+        name = self.cfg.strategy.name
         with (
-            tqdm(
-                total=total_gen,
-                desc=f"{s.name} generations",
-                unit="gen",
-                disable=disable,
-                position=0,
-            ) as outer,
-            tqdm(
-                total=total_cand,
-                desc="candidates",
-                unit="cand",
-                disable=disable,
-                position=1,
-                leave=False,
-            ) as bar,
+            tqdm(total=total_gen, desc=f"{name} generations", unit="gen", disable=disable,
+                 position=0) as outer,
+            tqdm(total=total_cand, desc="candidates", unit="cand", disable=disable,
+                 position=1, leave=False) as bar,
         ):
             self._outer, self._bar = outer, bar
             try:
-                if s.name in ("exhaustive", "random"):
-                    run_baseline(
-                        self.cfg, self.space, self.cfg.run.seed, self._evaluate, self._record
-                    )
-                elif s.name == "bayesian":
-                    prescreen = self._prescreener()
-                    assert prescreen is not None
-                    run_bayesian(
-                        self.cfg,
-                        self.space,
-                        self.cfg.run.seed,
-                        self.candidate_key,
-                        prescreen,
-                        self._evaluate,
-                        self._record,
-                    )
-                else:
-                    GeneticStrategy(
-                        self.cfg,
-                        self.space,
-                        self.normaliser,
-                        self.cfg.run.seed,
-                        key_of=self.candidate_key,
-                        prescreen=self._prescreener(),
-                    ).run(self._evaluate, self._record)
+                self.strategy.run(self._evaluate, self._record)
             finally:
                 self._outer = self._bar = None
 
-    _outer: Any = None
-
-    def _prescreener(self) -> PrescreenFn | None:
-        if self.cfg.strategy.surrogate == "none" and self.cfg.strategy.name != "bayesian":
-            return None
-        from host.search.surrogate import Prescreener, surrogate_features
-
-        return Prescreener(
-            self.cfg,
-            self.normaliser,
-            self.costs,
-            surrogate_features(self.space, self.costs),
-            lambda: self.explored,
-        ).rank
-
     def close(self, cancel: bool = False) -> None:
-        self.evaluator.close()
+        self.pipeline.close()
         if self.executor is not None:
             self.executor.shutdown(cancel=cancel)
         for device in self.devices.values():
@@ -341,11 +314,15 @@ class SearchRun:
         feasible, front = self.front_indices()
         front_dir = self.run_dir / "front"
         front_dir.mkdir(exist_ok=True)
+        quality = next(i for i, o in enumerate(self.cfg.objectives) if o.kind is MetricKind.QUALITY)
+        sign = 1 if self.cfg.objectives[quality].maximise else -1
         entries = []
-        for i in sorted(front, key=lambda j: feasible[j].objectives[0] or 0, reverse=True):
+        for i in sorted(front, key=lambda j: sign * (feasible[j].objectives[quality] or 0),
+                        reverse=True):
             ev = feasible[i]
             entry: dict[str, Any] = {
                 "arch": ev.arch_key,
+                "architecture": self.space.from_key(ev.arch_key).to_json(),
                 "objectives": {
                     o.label: v for o, v in zip(self.cfg.objectives, ev.objectives, strict=True)
                 },
@@ -359,12 +336,13 @@ class SearchRun:
                 "test_metrics": {
                     k: v for k, v in ev.test_metrics.items() if not isinstance(v, (dict, list))
                 },
+                "runs_on": ev.runs_on,
                 "sha256": ev.sha256,
             }
             if ev.model_path and Path(ev.model_path).exists():
-                tflite = front_dir / f"{ev.arch_key}.tflite"
+                tflite = front_dir / f"{_file_name(ev.arch_key)}.tflite"
                 shutil.copyfile(ev.model_path, tflite)
-                header = front_dir / f"{ev.arch_key}.h"
+                header = front_dir / f"{_file_name(ev.arch_key)}.h"
                 symbol = "g_model_" + "".join(c if c.isalnum() else "_" for c in ev.arch_key)
                 write_c_array(tflite.read_bytes(), header, symbol)
                 entry["files"] = {"tflite": str(tflite), "c_header": str(header)}
@@ -373,6 +351,8 @@ class SearchRun:
             json.dumps(
                 {
                     "run": self.run_id,
+                    "space": self.space.describe(),
+                    "task": self.task.name,
                     "objectives": [o.label for o in self.cfg.objectives],
                     "front": entries,
                 },
@@ -383,8 +363,15 @@ class SearchRun:
         return entries
 
 
-def _new_run_id(name: str) -> str:
-    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid() % 10000:04d}"
+def _file_name(key: str) -> str:
+    """A file name for an architecture key (HALF keys hold ':' and '.')."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in key)
+
+
+def _new_run_id(name: str, attempt: int | None = None) -> str:
+    """NAME-DATE-TIME-NNNN: NNNN is the process id (mod 10000), counted up on a clash."""
+    suffix = os.getpid() % 10000 if attempt is None else attempt % 10000
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{suffix:04d}"
 
 
 def run_search(
@@ -405,7 +392,12 @@ def run_search(
             raise ConfigError(f"no run {resume!r} in {root / STORE_NAME}; runs there: {known}")
         if row.status == "done":
             log.info("run %s is already complete", resume)
-        cfg = parse_config(row.config["source"])
+        try:
+            cfg = parse_config(row.config["source"])
+        except (ConfigError, KeyError) as exc:
+            raise ConfigError(
+                f"run {resume!r} was stored by an incompatible version of hilnas: {exc}"
+            ) from None
         cfg = _with_out_dir(cfg, str(root))
         run_id = resume
         store.set_run_status(run_id, "running", "resumed")
@@ -418,8 +410,14 @@ def run_search(
             cfg = _with_table_data(cfg)
         store = RunStore(Path(cfg.run.out_dir) / STORE_NAME)
         run_id = _new_run_id(cfg.run.name)
-        store.create_run(run_id, cfg.run.name, {"source": _source_doc(cfg), **cfg.to_json()})
-    run = SearchRun(cfg, store, run_id, progress=progress)
+        while store.run(run_id) is not None:  # two runs started in the same second
+            run_id = _new_run_id(cfg.run.name, attempt=int(run_id.rsplit("-", 1)[-1]) + 1)
+        store.create_run(run_id, cfg.run.name, {"source": cfg.to_doc(), **cfg.to_json()})
+    try:
+        run = SearchRun(cfg, store, run_id, progress=progress)
+    except BaseException as exc:
+        store.set_run_status(run_id, "failed", f"{type(exc).__name__}: {exc}")
+        raise
     try:
         run.execute()
     except KeyboardInterrupt:
@@ -445,25 +443,14 @@ def run_search(
     message = f"{trained} trainings, front of {len(front)}, hypervolume {hv:.4f}"
     if missing:
         message += f"; {len(missing)} measurements missing (devices left the run)"
-    store.set_run_status(run_id, "done", message)
+    store.set_run_status(run_id, "done", message, trainings=trained, front_size=len(front),
+                         hypervolume=hv)
     run.close()
     if report:
         from host.report import build_report
 
         build_report(store, run_id, run.run_dir)
     return RunResult(run_id, run.run_dir, "done", front, trained, hv)
-
-
-def _source_doc(cfg: SearchConfig) -> dict[str, Any]:
-    """The configuration as a TOML-shaped document (what parse_config reads back)."""
-    doc = cfg.to_json()
-    doc["objectives"] = [{k: v for k, v in o.items() if v is not None} for o in doc["objectives"]]
-    doc["constraints"] = [{k: v for k, v in c.items() if v is not None} for c in doc["constraints"]]
-    if doc.get("tabular") is None:
-        doc.pop("tabular", None)
-    for section in ("data",):
-        doc[section] = {k: v for k, v in doc[section].items() if v is not None}
-    return doc
 
 
 def _with_table_data(cfg: SearchConfig) -> SearchConfig:
@@ -474,28 +461,26 @@ def _with_table_data(cfg: SearchConfig) -> SearchConfig:
     figures come from, and analytic costs that depend on the window (MACs) would not match
     the table's networks.
     """
-    from dataclasses import replace
-
     meta = Tabular(Path(cfg.tabular)).meta if cfg.tabular else {}
     data, train = meta.get("data"), meta.get("budget")
     if not data or not train:
         return cfg  # an older table without them: nothing to align
+    doc = cfg.to_doc()
+    doc["data"] = {k: v for k, v in data.items() if k != "data_dir" and v is not None}
+    doc["train"] = dict(train)
     try:
-        new_data = replace(cfg.data, **{k: v for k, v in data.items() if k != "data_dir"})
-        new_train = replace(cfg.train, **train)
-    except (TypeError, ConfigError) as exc:
+        aligned = parse_config(doc)
+    except ConfigError as exc:
         raise ConfigError(
             f"the tabular benchmark {cfg.tabular} has unreadable meta: {exc}"
         ) from None
-    if (new_data, new_train) != (cfg.data, cfg.train):
+    if (aligned.data, aligned.train) != (cfg.data, cfg.train):
         log.info("tabular: using the table's [data] and [train] (%s)", cfg.tabular)
-    return replace(cfg, data=new_data, train=new_train)
+    return aligned
 
 
 def _with_out_dir(cfg: SearchConfig, out_dir: str) -> SearchConfig:
-    from dataclasses import replace
-
     return replace(cfg, run=replace(cfg.run, out_dir=out_dir))
 
 
-__all__ = ["RunResult", "STORE_NAME", "load_config", "run_search"]
+__all__ = ["RunResult", "STORE_NAME", "SearchInterrupted", "load_config", "run_search"]

@@ -1,4 +1,4 @@
-"""Surrogate pre-screening of offspring (strategy.surrogate = "gp").
+"""Gaussian-process pre-screening of candidates (strategy.surrogate = "gp").
 
 A training costs minutes; breeding an offspring costs nothing. With a surrogate, a GA breeds
 `surrogate_pool` times as many offspring as it will train, and this module ranks them:
@@ -6,7 +6,7 @@ A training costs minutes; breeding an offspring costs nothing. With a surrogate,
 - objectives known before training (the analytic costs: storage, MACs, ...) are exact;
 - the others (quality, device figures) are predicted by a Gaussian process per objective
   (scikit-learn), fitted to this run's evaluated networks on features that need no training
-  (the log analytic costs and, where the space has one, the integer genome);
+  (`Space.features`: the log analytic costs and the integer genes);
 - each offspring's value is its expected improvement, estimated by Monte Carlo over the
   Gaussian predictions: of the hypervolume of the current front for the multi-objective
   GAs, of the best weighted cost for the single-objective ones (the same quantity the
@@ -23,18 +23,19 @@ resumed run, whose evaluations come back from the store, ranks exactly as before
 
 from __future__ import annotations
 
-import math
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from host.search.config import ANALYTIC_METRICS, SINGLE_OBJECTIVE, SearchConfig
-from host.search.evaluator import Evaluation
-from host.search.objectives import Figures, Normaliser, total_violation
 from host.search.pareto import hypervolume, pareto_front
+from host.search.prescreen import Prescreener, register_prescreener
+from host.search.strategies import strategy_class
+
+if TYPE_CHECKING:
+    from host.search.pipeline import Evaluation
 
 # Monte Carlo draws per offspring. The estimates only need to order a few dozen offspring;
 # common random numbers (the same draws for every offspring) keep that order stable.
@@ -48,53 +49,20 @@ MIN_FIT_POINTS = 3
 PRIOR_STD_FLOOR = 0.05
 
 
-class Prescreener:
-    def __init__(
-        self,
-        cfg: SearchConfig,
-        normaliser: Normaliser,
-        costs: Callable[[str], Mapping[str, float]],
-        features: Callable[[str], list[float]],
-        evaluated: Callable[[], Mapping[str, Evaluation]],
-    ) -> None:
-        """Rank offspring for the run of `cfg`.
+@register_prescreener("gp")
+class GpPrescreener(Prescreener):
+    """Expected improvement under one Gaussian process per predicted objective."""
 
-        `costs(key)`: the analytic costs; `features(key)`: the surrogate's inputs;
-        `evaluated()`: this run's evaluations so far, by network key.
-        """
-        self.cfg, self.normaliser = cfg, normaliser
-        self.costs, self.features, self.evaluated = costs, features, evaluated
-        self.single = cfg.strategy.name in SINGLE_OBJECTIVE
-        self.exact = [o.metric in ANALYTIC_METRICS for o in cfg.objectives]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.single = strategy_class(self.cfg.strategy.name).weighted_cost
+        self.exact = [o.cheap for o in self.cfg.objectives]
 
-    # ------------------------------------------------------------------ public
-    def rank(self, keys: Sequence[str | None], k: int, generation: int) -> list[int]:
-        """Indices into `keys` of the (at most) `k` offspring to evaluate, best first.
-
-        `None` stands for an offspring outside the bounded space; such offspring, and
-        repeats of a network already in the pool, are never chosen over a new network.
-        """
-        known = dict(self.evaluated())
-        first: dict[str, int] = {}
-        for i, key in enumerate(keys):
-            if key is not None and key not in first:
-                first[key] = i
-        new = [key for key in first if key not in known]
-        chosen: list[int] = []
-        if new:
-            chosen = [first[key] for key in self._greedy(new, known, k, generation)]
-        # Fill the generation from what is left, in breeding order: repeats and invalid
-        # chromosomes cost no training, and the GA keeps its population size.
-        taken = set(chosen)
-        rest = [i for i in range(len(keys)) if i not in taken]
-        return (chosen + rest)[:k]
-
-    # ------------------------------------------------------------------ internals
-    def _greedy(
+    def pick(
         self, new: list[str], known: Mapping[str, Evaluation], k: int, generation: int
     ) -> list[str]:
         means, stds = self._predict(new, known)
-        cheap_ok = np.array([self._cheap_violation(key) == 0 for key in new])
+        cheap_ok = np.array([self.cheap_violation(key) == 0 for key in new])
         rng = np.random.default_rng([self.cfg.run.seed, generation])
         draws = rng.standard_normal((MC_SAMPLES, means.shape[1]))
         front = self._front(known)
@@ -138,13 +106,8 @@ class Prescreener:
 
     def _exact_normalised(self, key: str, j: int) -> float:
         values: list[float | None] = [None] * len(self.cfg.objectives)
-        values[j] = self.costs(key)[self.cfg.objectives[j].metric]
+        values[j] = self.analytic(key)[self.cfg.objectives[j].metric]
         return self.normaliser.normalise(values)[j]
-
-    def _cheap_violation(self, key: str) -> float:
-        figures = Figures()
-        figures.add_costs(self.costs(key))
-        return total_violation(self.cfg, figures, cheap_only=True)
 
     def _front(self, known: Mapping[str, Evaluation]) -> np.ndarray:
         points = [self.normaliser.normalise(ev.objectives) for ev in known.values() if ev.feasible]
@@ -223,24 +186,3 @@ def _quiet_convergence() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         yield
-
-
-def surrogate_features(
-    space: Any, costs: Callable[[str], Mapping[str, float]]
-) -> Callable[[str], list[float]]:
-    """The surrogate's inputs for a network key.
-
-    The log analytic costs and, where the space has an integer encoding, the integer genes
-    (the architecture's own parameters).
-    """
-    by_key = {a.key(): a for a in space.architectures(bounded=False)}
-    has_genes = hasattr(space, "encode_int")
-
-    def features(key: str) -> list[float]:
-        c = costs(key)
-        out = [math.log1p(c[m]) for m in ("params", "macs", "storage_int8_bytes")]
-        if has_genes:
-            out.extend(float(g) for g in space.encode_int(by_key[key]))
-        return out
-
-    return features

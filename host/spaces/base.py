@@ -1,36 +1,192 @@
-"""The search-space interface and its registry (`@register_space`, `get_space`)."""
+"""The search-space contract, and the registry of spaces (`@register_space`, `get_space`).
+
+A space is everything a strategy, the surrogate, the run store and the report need to know
+about a family of networks, and nothing about how they are searched:
+
+- **genes**: integer genes with inclusive bounds (`genes`, `encode_int`, `decode_int`), and
+  the paper's binary chromosome where the paper defines one (`encode`, `decode`,
+  `chromosome_length`; `has_binary_encoding`);
+- **identity**: a stable `key()` per architecture, `from_key`, and `canonical` (genes that
+  build the same network map to one architecture, trained and measured once);
+- **listing and sampling**: `size`, `enumerable`, `architectures`, `distinct_architectures`,
+  seeded `sample` and `draw` (one random member, for a GA's first population);
+- **analytic costs**: parameters, MACs, storage and the input buffer (`costs`), plus any
+  figures the space's own hardware model estimates (`estimates`, e.g. HALF's power);
+- **models**: `build_model` for a task (the task gives the head) and `export_model`, the
+  inference graph that is converted to int8 (static batch of one; HALF folds batch norm).
+
+A new space is one module that subclasses `Space` and registers itself; the contract test
+suite (tests/host/test_space_contract.py) runs over every registered space.
+"""
 
 from __future__ import annotations
 
+import inspect
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
 
+from device_agent.registry import Registry
 from host.errors import ConfigError
+from host.hw.costs import Costs
+from host.metrics import ANALYTIC_METRICS, MetricSpec
+
+if TYPE_CHECKING:
+    from host.tasks.base import Task
 
 
-class Space(ABC):
-    """A finite set of architectures with an encoding for genetic search.
+class Architecture(Protocol):
+    """What every architecture of every space is: a frozen, hashable value with a key."""
 
-    Architectures are frozen, hashable values with a stable `key()`. `decode` returns None
-    for a chromosome that names no architecture of the (bounded) space; a search gives such
-    an individual fitness 0 and discards it, as BioNetExplorer does.
+    def key(self) -> str: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+A = TypeVar("A", bound=Architecture)
+
+
+class RandomSource(Protocol):
+    """The draws a space makes for a strategy: Python's `random` module or a `Random`."""
+
+    def random(self) -> float: ...
+
+    def randint(self, a: int, b: int) -> int: ...
+
+    def choice(self, seq: Sequence[Any]) -> Any: ...
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the networks of a space are built for: one window in, the task's outputs out.
+
+    `length` samples of `channels` channels per window; `outputs` is the number of classes
+    of a classification task or of targets of a regression task.
     """
 
-    name: str = ""
+    length: int
+    channels: int = 1
+    outputs: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("length", "channels", "outputs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"input {name} must be a positive integer, not {value!r}")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to build a network.
+
+    A static batch size (1 for the exported graph), the seed of its initialisers, and the
+    training's dropout rate (used by spaces that have dropout).
+    """
+
+    batch_size: int | None = None
+    seed: int | None = None
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class Gene:
+    """One integer gene: a name and inclusive bounds."""
+
+    name: str
+    low: int
+    high: int
+
+
+class Space(ABC, Generic[A]):
+    """A family of networks for one input (see the module docstring for the contract).
+
+    Subclasses take the task's `InputSpec` as their first argument and their options
+    (bounds, grids, a board) as keyword arguments; `options()` names those keywords, so a
+    configuration's `[space]` table is checked against them.
+    """
+
+    name: ClassVar[str] = ""
+    #: whether the paper defines a binary chromosome (BioNetExplorer's 9 bits, HALF's slots)
+    has_binary_encoding: ClassVar[bool] = False
+    #: whether the exported network outputs logits (an accelerator that returns raw scores)
+    #: rather than the task's own activation (a softmax for classification)
+    output_logits: ClassVar[bool] = False
+    #: above this many networks a space is not listed, only sampled and encoded
+    MAX_LISTED: ClassVar[int] = 1_000_000
+
+    def __init__(self, input: InputSpec) -> None:
+        self.input = input
+
+    # ------------------------------------------------------------------ options
+    @classmethod
+    def options(cls) -> dict[str, Any]:
+        """The keyword options of this space with their defaults (the `[space]` keys)."""
+        params = inspect.signature(cls.__init__).parameters
+        kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        return {
+            n: p.default
+            for n, p in params.items()
+            if n not in ("self", "input") and p.kind in kinds
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """The space's name and options, as a report shows them."""
+        return {"name": self.name, **{k: getattr(self, k, v) for k, v in self.options().items()}}
+
+    # ------------------------------------------------------------------ genes
+    @abstractmethod
+    def genes(self) -> tuple[Gene, ...]:
+        """The integer genes, in chromosome order."""
+
+    def int_bounds(self) -> list[tuple[int, int]]:
+        """Inclusive range of each integer gene (what DEAP's integer operators take)."""
+        return [(g.low, g.high) for g in self.genes()]
 
     @abstractmethod
-    def architectures(self, bounded: bool = True) -> list[Any]:
-        """Every architecture, in a stable order."""
+    def encode_int(self, arch: A) -> list[int]:
+        """The integer genes of an architecture."""
 
-    def size(self, bounded: bool = True) -> int:
-        """Return the number of architectures (with or without the upper bounds)."""
-        return len(self.architectures(bounded))
+    @abstractmethod
+    def decode_int(self, genes: Sequence[int]) -> A | None:
+        """The architecture of integer genes, or None when they name none of this space."""
 
-    def canonical(self, arch: Any) -> Any:
-        """Return the one architecture that stands for every gene set building this network.
+    @property
+    def chromosome_length(self) -> int:
+        """Bits of the paper's binary chromosome."""
+        raise self._no_binary()
+
+    def encode(self, arch: A) -> list[int]:
+        """The paper's binary chromosome of an architecture."""
+        raise self._no_binary()
+
+    def decode(self, bits: Sequence[int]) -> A | None:
+        """The architecture of a binary chromosome, or None when it names none."""
+        raise self._no_binary()
+
+    def _no_binary(self) -> ConfigError:
+        return ConfigError(
+            f"space {self.name!r} has no binary chromosome; use strategy.encoding = 'integer'"
+        )
+
+    def encoder(self, encoding: str) -> tuple[Callable[[A], list[int]], Callable[..., A | None]]:
+        """(encode, decode) of `encoding`: "binary" (the paper's) or "integer"."""
+        if encoding == "binary":
+            return self.encode, self.decode
+        if encoding == "integer":
+            return self.encode_int, self.decode_int
+        raise ConfigError(f"encoding {encoding!r} is not 'binary' or 'integer'")
+
+    # ------------------------------------------------------------------ identity
+    @abstractmethod
+    def from_key(self, key: str) -> A:
+        """The architecture of a `key()` (ConfigError naming the key when it is not one)."""
+
+    def canonical(self, arch: A) -> A:
+        """The one architecture that stands for every gene set building the same network.
 
         A search trains and measures each network once; spaces whose genes can describe the
         same network twice override this. Default: the architecture itself.
@@ -39,76 +195,119 @@ class Space(ABC):
 
     @abstractmethod
     def contains(self, arch: Any) -> bool:
-        """Whether `arch` is in the bounded space."""
+        """Whether `arch` is a network of this (bounded) space."""
 
+    # ------------------------------------------------------------------ listing, sampling
     @abstractmethod
-    def encode(self, arch: Any) -> list[int]:
-        """Return the binary chromosome (a list of 0/1) of an architecture."""
-
-    @abstractmethod
-    def decode(self, bits: Sequence[int]) -> Any | None:
-        """Return the architecture of a chromosome, or None when it is invalid."""
+    def size(self) -> int:
+        """Networks in the bounded space (gene combinations; an upper bound if not listed)."""
 
     @property
-    @abstractmethod
-    def chromosome_length(self) -> int:
-        """Bits in a chromosome."""
+    def enumerable(self) -> bool:
+        """Whether `architectures()` can list the space (exhaustive search, Bayesian ranking)."""
+        return self.size() <= self.MAX_LISTED
 
-    def sample(self, n: int, seed: int = 0, replace: bool = False) -> list[Any]:
-        """Return `n` architectures drawn uniformly from the bounded space (seeded)."""
-        archs = self.architectures(bounded=True)
-        if not replace and n > len(archs):
+    def architectures(self) -> list[A]:
+        """Every architecture of the bounded space, in a stable order."""
+        raise ConfigError(
+            f"space {self.name!r} has ~{self.size():.3g} networks and cannot be listed; "
+            "bound it further, or use a genetic strategy"
+        )
+
+    def distinct_architectures(self) -> list[A]:
+        """One architecture per distinct network (the canonical one), in listing order."""
+        seen: dict[str, A] = {}
+        for arch in self.architectures():
+            canon = self.canonical(arch)
+            seen.setdefault(canon.key(), canon)
+        return list(seen.values())
+
+    def sample(self, n: int, seed: int = 0) -> list[A]:
+        """`n` distinct architectures drawn uniformly from the bounded space (seeded)."""
+        archs = self.architectures()
+        if n > len(archs):
             raise ConfigError(f"sample: asked for {n} of a space of {len(archs)}")
-        idx = np.random.default_rng(seed).choice(len(archs), size=n, replace=replace)
+        idx = np.random.default_rng(seed).choice(len(archs), size=n, replace=False)
         return [archs[int(i)] for i in idx]
 
+    def draw(self, rng: RandomSource) -> A:
+        """One architecture of the bounded space, drawn with `rng` (a GA's first population)."""
+        return rng.choice(self._listed())
+
+    def _listed(self) -> list[A]:
+        cached: list[A] | None = getattr(self, "_listed_cache", None)
+        if cached is None:
+            cached = self.architectures()
+            self._listed_cache = cached
+        return cached
+
+    # ------------------------------------------------------------------ costs
     @abstractmethod
-    def build_keras_model(
-        self,
-        arch: Any,
-        input_length: int,
-        n_channels: int,
-        n_classes: int,
-        batch_size: int | None = None,
-    ) -> Any:
-        """Return an uncompiled tf-keras model of `arch`."""
+    def costs(self, arch: A) -> Costs:
+        """Parameters, storage, MACs and the input buffer of `arch` for this space's input."""
+
+    def metrics(self) -> tuple[MetricSpec, ...]:
+        """The analytic metrics this space gives: the common costs plus its own estimates."""
+        return ANALYTIC_METRICS
+
+    def estimates(self, arch: A) -> dict[str, float]:
+        """Figures of the space's own hardware model (labelled by `estimate_source`)."""
+        return {}
+
+    def estimate_source(self) -> str:
+        """How `estimates` are obtained (shown beside every such figure)."""
+        return "estimated"
+
+    def analytic(self, arch: A) -> dict[str, float]:
+        """Every analytic metric of `arch`: the costs and the space's estimates."""
+        c = self.costs(arch)
+        out = {m.name: float(getattr(c, m.name)) for m in ANALYTIC_METRICS}
+        out.update(self.estimates(arch))
+        return out
+
+    def features(self, arch: A) -> list[float]:
+        """Inputs of the surrogate: log costs and the integer genes (no training needed)."""
+        c = self.costs(arch)
+        logs = [math.log1p(c.params), math.log1p(c.macs), math.log1p(c.storage_int8_bytes)]
+        return logs + [float(g) for g in self.encode_int(arch)]
+
+    # ------------------------------------------------------------------ models
+    @abstractmethod
+    def build_model(self, arch: A, task: Task, options: BuildOptions | None = None) -> Any:
+        """An uncompiled tf-keras model of `arch` with the task's head (see BuildOptions)."""
+
+    def export_model(self, trained: Any, arch: A, task: Task) -> Any:
+        """The inference graph of a trained model: the same network at a static batch of one.
+
+        Static shapes are what give TFLite a fused int8 UNIDIRECTIONAL_SEQUENCE_LSTM; spaces
+        whose deployed graph differs from the trained one (HALF folds batch norm) override.
+        """
+        model = self.build_model(arch, task, BuildOptions(batch_size=1))
+        model.set_weights(trained.get_weights())
+        return model
 
 
-_SPACES: dict[str, Callable[..., Space]] = {}
-S = TypeVar("S", bound=type[Space])
+# --------------------------------------------------------------------------- registry
+SPACES: Registry[type[Space[Any]]] = Registry("space", package="host.spaces")
+#: Class decorator that makes a space available as `[space] name = "..."`.
+register_space = SPACES.register
+#: The space class registered as a name (ConfigError listing the known ones).
+space_class = SPACES.get
+available_spaces = SPACES.names
 
 
-def register_space(name: str) -> Callable[[S], S]:
-    """Class decorator that makes a space available to `get_space(name)`."""
-
-    def deco(cls: S) -> S:
-        if name in _SPACES:
-            raise ConfigError(f"space {name!r} is registered twice")
-        cls.name = name
-        _SPACES[name] = cls
-        return cls
-
-    return deco
+def check_options(name: str, options: Mapping[str, Any]) -> None:
+    """Raise ConfigError naming an option that space `name` does not take."""
+    allowed = space_class(name).options()
+    for key in options:
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown key space.{key} for space {name!r}; allowed: "
+                f"{', '.join(['name', *sorted(allowed)])}"
+            )
 
 
-def get_space(name: str, **kwargs: Any) -> Space:
-    """Return the space registered as `name`, built with `kwargs` (its bounds)."""
-    if name not in _SPACES:
-        # Spaces register on import; try the module of the same name (host.spaces.<name>).
-        import importlib
-
-        try:
-            importlib.import_module(f"host.spaces.{name}")
-        except ModuleNotFoundError:
-            pass
-    if name not in _SPACES:
-        raise ConfigError(f"space: unknown {name!r}; known: {sorted(_SPACES)}")
-    return _SPACES[name](**kwargs)
-
-
-def available_spaces() -> list[str]:
-    """Return the registered space names."""
-    return sorted(_SPACES)
-
-
-Key = Hashable
+def get_space(name: str, input: InputSpec | None = None, **options: Any) -> Space[Any]:
+    """The space registered as `name`, for `input` (default: a 256-sample, 2-class window)."""
+    check_options(name, options)
+    return space_class(name)(input or InputSpec(256, 1, 2), **options)

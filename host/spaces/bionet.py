@@ -5,19 +5,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from host.errors import ConfigError
 from host.hw.costs import (
     AddSpec,
     BatchNormSpec,
     Conv1DSpec,
+    Costs,
     DenseSpec,
     LayerSpec,
     LSTMSpec,
     analytic_costs,
 )
-from host.spaces.base import Space, register_space
+from host.spaces.base import BuildOptions, Gene, InputSpec, Space, register_space
+
+if TYPE_CHECKING:
+    from host.tasks.base import Task
 
 KERNEL = 16
 BASE_FILTERS = 32
@@ -109,28 +113,29 @@ class BioNetArch:
 
 
 @register_space("bionet")
-class BioNetSpace(Space):
+class BioNetSpace(Space[BioNetArch]):
     """The BioNetExplorer space with configurable upper bounds.
 
-    Bounds (each None to disable): `max_params` (Keras parameters of the network for
-    `input_length` samples and `n_classes` outputs; default: the reference network's, which
-    gives the paper's 135 of 320), `max_blocks`, `max_filters` (widest block),
-    `max_lstm_cells`, `max_storage_bytes` (float32 storage). `size(bounded=False)` is the
+    Bounds (each None to disable): `max_params` (Keras parameters of the network for the
+    task's input and outputs; default: the reference network's, which gives the paper's 135
+    of 320 on a two-class, 256-sample window), `max_blocks`, `max_filters` (widest block),
+    `max_lstm_cells`, `max_storage_bytes` (float32 storage). `all_architectures()` is the
     unbounded 16 x 4 x 5 = 320.
     """
 
+    has_binary_encoding = True
+
     def __init__(
         self,
+        input: InputSpec,
+        *,
         max_params: int | None = REFERENCE_MAX_PARAMS,
         max_blocks: int | None = None,
         max_filters: int | None = None,
         max_lstm_cells: int | None = None,
         max_storage_bytes: int | None = None,
-        input_length: int = 256,
-        n_classes: int = 2,
-        n_channels: int = 1,
-        dropout: float = 0.2,
     ) -> None:
+        super().__init__(input)
         for key, value in (
             ("max_params", max_params),
             ("max_blocks", max_blocks),
@@ -140,17 +145,11 @@ class BioNetSpace(Space):
         ):
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise ConfigError(f"{key}: must be a non-negative integer or None, not {value!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"dropout: must be in [0, 1), not {dropout}")
         self.max_params = max_params
         self.max_blocks = max_blocks
         self.max_filters = max_filters
         self.max_lstm_cells = max_lstm_cells
         self.max_storage_bytes = max_storage_bytes
-        self.input_length = input_length
-        self.n_classes = n_classes
-        self.n_channels = n_channels
-        self.dropout = dropout
 
     def bounds(self) -> dict[str, int | None]:
         return {
@@ -178,35 +177,49 @@ class BioNetSpace(Space):
             return False
         if self.max_params is None and self.max_storage_bytes is None:
             return True
-        c = analytic_costs(a, self.input_length, self.n_classes, self.n_channels)
+        c = self.costs(a)
         if self.max_params is not None and c.params > self.max_params:
             return False
         return self.max_storage_bytes is None or c.storage_float32_bytes <= self.max_storage_bytes
 
-    def architectures(self, bounded: bool = True) -> list[BioNetArch]:
-        """Every gene combination (as the paper counts them), sorted by (blocks, x, z).
+    # ------------------------------------------------------------------ listing
+    def size(self) -> int:
+        return len(self._bounded)
+
+    def architectures(self) -> list[BioNetArch]:
+        """Every gene combination of the bounded space, sorted by (blocks, x, z).
+
+        That is how the paper counts them (135 with the default bound).
 
         With 0 blocks the filter step changes nothing, so some entries build the same
         network; `distinct_architectures` drops those.
         """
-        return list(self._bounded if bounded else self._all)
+        return list(self._bounded)
 
-    def distinct_architectures(self, bounded: bool = True) -> list[BioNetArch]:
-        """Return one architecture per distinct network (equal filters and LSTM size)."""
+    def all_architectures(self) -> list[BioNetArch]:
+        """The unbounded space: every one of the 320 gene combinations."""
+        return list(self._all)
+
+    @cached_property
+    def _canonical(self) -> dict[tuple[tuple[int, ...], int], BioNetArch]:
         seen: dict[tuple[tuple[int, ...], int], BioNetArch] = {}
-        for a in self.architectures(bounded):
+        for a in self._all:
             seen.setdefault((a.filters, a.lstm_cells), a)
-        return list(seen.values())
+        return seen
 
     def canonical(self, arch: BioNetArch) -> BioNetArch:
         """With 0 blocks the filter step changes nothing: b0-x1..x4 are one network."""
-        for d in self.distinct_architectures(bounded=False):
-            if (d.filters, d.lstm_cells) == (arch.filters, arch.lstm_cells):
-                return d
-        return arch
+        return self._canonical.get((arch.filters, arch.lstm_cells), arch)
 
     def contains(self, arch: Any) -> bool:
         return isinstance(arch, BioNetArch) and self._within_bounds(arch)
+
+    def from_key(self, key: str) -> BioNetArch:
+        return BioNetArch.from_key(key)
+
+    # ------------------------------------------------------------------ genes
+    def genes(self) -> tuple[Gene, ...]:
+        return (Gene("blocks", 0, 15), Gene("filter_step", 1, 4), Gene("lstm_exp", 4, 8))
 
     @property
     def chromosome_length(self) -> int:
@@ -251,21 +264,17 @@ class BioNetSpace(Space):
             return None
         return arch if self._within_bounds(arch) else None
 
-    def int_bounds(self) -> list[tuple[int, int]]:
-        """Return the inclusive range of each integer gene."""
-        return [(0, 15), (1, 4), (4, 8)]
+    # ------------------------------------------------------------------ costs and models
+    def costs(self, arch: BioNetArch) -> Costs:
+        i = self.input
+        return analytic_costs(arch, i.length, i.outputs, i.channels)
 
-    def build_keras_model(
-        self,
-        arch: BioNetArch,
-        input_length: int,
-        n_channels: int,
-        n_classes: int,
-        batch_size: int | None = None,
+    def build_model(
+        self, arch: BioNetArch, task: Task, options: BuildOptions | None = None
     ) -> Any:
-        return build_keras_model(
-            arch, input_length, n_channels, n_classes, batch_size, dropout=self.dropout
-        )
+        i, o = self.input, options or BuildOptions()
+        return build_keras_model(arch, i.length, i.channels, i.outputs, o.batch_size,
+                                 dropout=o.dropout, seed=o.seed, head=task.head)
 
 
 def build_keras_model(
@@ -276,12 +285,14 @@ def build_keras_model(
     batch_size: int | None = None,
     dropout: float = 0.2,
     seed: int | None = None,
+    head: Any = None,
 ) -> Any:
-    """Return an uncompiled tf-keras model of `arch` (softmax output).
+    """Return an uncompiled tf-keras model of `arch` (a softmax over `n_classes` by default).
 
     Each block: Conv1D(f, 16, same) -> BN -> ReLU -> Dropout, twice, plus a shortcut (a 1x1
     projection when the width changes). Pass `batch_size=1` for a model to export: static
-    shapes are what gives TFLite a fused int8 UNIDIRECTIONAL_SEQUENCE_LSTM.
+    shapes are what gives TFLite a fused int8 UNIDIRECTIONAL_SEQUENCE_LSTM. `head` is a
+    task's output layer (`Task.head`); None is a softmax classifier.
     """
     from host.train.tfenv import import_keras
 
@@ -311,7 +322,12 @@ def build_keras_model(
         h = layers.Add(name=f"b{i}_add")([y, shortcut])
         ch = f
     h = layers.LSTM(arch.lstm_cells, kernel_initializer=init(), name="lstm")(h)
-    out = layers.Dense(n_classes, activation="softmax", kernel_initializer=init(), name="out")(h)
+    if head is None:
+        out = layers.Dense(
+            n_classes, activation="softmax", kernel_initializer=init(), name="out"
+        )(h)
+    else:
+        out = head(keras, h, name="out", kernel_initializer=init())
     return keras.Model(inp, out, name=arch.key())
 
 

@@ -12,27 +12,46 @@ inactive slot keeps its genes (HALF's "dormant genes", after Suganuma et al.). A
 whose active depth is outside [2, 15], has no convolution, or whose feature map would shrink
 below one position decodes to None.
 
-Objectives: HALF's hardware objectives from host/hw/half.py (power, energy and latency
-with minimal and maximal unrolling, parameter count; all estimated) and the task's
-detection and false-alarm rates against configurable acceptance limits (defaults 90% and
-20%). `preselect` is HALF's two-step selection: rank untrained candidates on the cheap
-hardware objectives and train only the best.
+Objectives: HALF's hardware objectives from host/hw/half.py for the space's `board`
+(power, energy and latency with minimal and maximal unrolling, and throughput; all
+estimated, known before training: `estimates`), the parameter count, and the task's
+detection and false-alarm rates, which HALF bounds by acceptance limits (90% and 20%; a
+search states them as constraints, see configs/half_ecg.toml). `preselect` is HALF's
+two-step selection: rank untrained candidates on the cheap hardware objectives and train
+only the best (the search's `strategy.surrogate = "cheap"`).
 """
 
 from __future__ import annotations
 
 import itertools
-import math
-import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from host.errors import ConfigError
-from host.hw.half import Board, HwLayer, objectives
-from host.spaces.base import Space, register_space
+from host.hw.costs import (
+    BatchNormSpec,
+    Conv1DSpec,
+    Costs,
+    DenseSpec,
+    LayerSpec,
+    layer_costs,
+)
+from host.hw.half import Board, HwLayer, estimate, load_board, objectives
+from host.metrics import MetricKind, MetricSpec
+from host.spaces.base import (
+    BuildOptions,
+    Gene,
+    InputSpec,
+    RandomSource,
+    Space,
+    register_space,
+)
+
+if TYPE_CHECKING:
+    from host.tasks.base import Task
 
 # The default grids: 5 kernels x 2 strides x 2 multipliers x 3 filter counts = 60.
 KERNELS = (1, 3, 5, 9, 17)
@@ -80,43 +99,36 @@ class HalfArch:
                 parts.append(f"p{layer.stride}")
         return "half:" + "-".join(parts)
 
+    @classmethod
+    def from_key(cls, key: str) -> HalfArch:
+        """Parse `key()` back ('half:s3.1.1.4-p2')."""
+        try:
+            prefix, _, body = key.partition(":")
+            if prefix != "half" or not body:
+                raise ValueError(key)
+            layers: list[Layer] = []
+            for part in body.split("-"):
+                if part.startswith("s"):
+                    k, st, m, f = (int(v) for v in part[1:].split("."))
+                    layers.append(SepConv(k, st, m, f))
+                elif part.startswith("p"):
+                    layers.append(MaxPool(int(part[1:])))
+                else:
+                    raise ValueError(part)
+        except ValueError as exc:
+            raise ConfigError(f"arch: {key!r} is not a HALF key like 'half:s3.1.1.4-p2'") from exc
+        return cls(tuple(layers))
 
-@dataclass(frozen=True)
-class AcceptanceLimits:
-    """HALF's hard limits on the task's quality: detection >= 90%, false alarms <= 20%."""
-
-    min_detection_rate: float = 0.90
-    max_false_alarm_rate: float = 0.20
-
-    def __post_init__(self) -> None:
-        for name in ("min_detection_rate", "max_false_alarm_rate"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ConfigError(f"{name} must be in [0, 1], not {v!r}")
-
-    def accepts(self, detection_rate: float, false_alarm_rate: float) -> bool:
-        return (
-            detection_rate >= self.min_detection_rate
-            and false_alarm_rate <= self.max_false_alarm_rate
-        )
-
-
-def detection_rates(
-    y_true: np.ndarray, y_pred: np.ndarray, positive: Sequence[int] | int = 1
-) -> tuple[float, float]:
-    """Return (detection rate, false-alarm rate) of a detector.
-
-    Detection = TP / (TP + FN) over windows whose true class is positive; false alarm =
-    FP / (FP + TN) over the negative windows. `positive` is the class index (or indices,
-    e.g. every anomalous class of a multi-class scheme) that counts as a detection.
-    """
-    pos = np.atleast_1d(np.asarray(positive))
-    t = np.isin(np.asarray(y_true), pos)
-    p = np.isin(np.asarray(y_pred), pos)
-    n_pos, n_neg = int(t.sum()), int((~t).sum())
-    detection = float((t & p).sum() / n_pos) if n_pos else float("nan")
-    false_alarm = float((~t & p).sum() / n_neg) if n_neg else float("nan")
-    return detection, false_alarm
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "space": "half",
+            "key": self.key(),
+            "layers": [
+                {"kind": "sepconv", **vars(layer)} if isinstance(layer, SepConv)
+                else {"kind": "maxpool", "stride": layer.stride}
+                for layer in self.layers
+            ],
+        }
 
 
 def conv_configs(
@@ -131,15 +143,31 @@ def conv_configs(
     ]
 
 
+#: HALF's hardware objectives, per unrolling ("min": one MAC lane per layer, "max": full
+#: unrolling), estimated by the analytic models of host/hw/half.py; all known before training.
+HALF_METRICS: tuple[MetricSpec, ...] = tuple(
+    MetricSpec(f"fpga_{what}_{tag}_unroll", maximise, MetricKind.ANALYTIC, unit, text)
+    for tag in ("min", "max")
+    for what, maximise, unit, text in (
+        ("latency_us", False, "us", "latency of one window (HALF Eq. 1)"),
+        ("power_w", False, "W", "accelerator power (HALF Eq. 3)"),
+        ("energy_uj", False, "uJ", "energy of one window (HALF Eq. 4)"),
+        ("throughput", True, "1/s", "windows per second, one instance"),
+    )
+)
+
+
 @register_space("half")
-class HalfSpace(Space):
+class HalfSpace(Space[HalfArch]):
     """HALF's depthwise-separable 1-D CNN space (see the module docstring)."""
+
+    has_binary_encoding = True
+    output_logits = True  # the accelerator returns logits; argmax is the class
 
     def __init__(
         self,
-        input_length: int = 256,
-        n_channels: int = 1,
-        n_classes: int = 2,
+        input: InputSpec,
+        *,
         min_depth: int = MIN_DEPTH,
         max_depth: int = MAX_DEPTH,
         kernels: Sequence[int] = KERNELS,
@@ -147,21 +175,24 @@ class HalfSpace(Space):
         multipliers: Sequence[int] = MULTIPLIERS,
         filters: Sequence[int] = FILTERS,
         pool_strides: Sequence[int] = POOL_STRIDES,
-        limits: AcceptanceLimits | None = None,
+        board: str = "pynq-z1",
     ) -> None:
+        super().__init__(input)
         if not 1 <= min_depth <= max_depth <= MAX_DEPTH:
             raise ConfigError(f"depth bounds must satisfy 1 <= {min_depth} <= {max_depth} <= 15")
-        self.input_length = int(input_length)
-        self.n_channels = int(n_channels)
-        self.n_classes = int(n_classes)
         self.min_depth, self.max_depth = min_depth, max_depth
+        self.kernels, self.strides = tuple(kernels), tuple(strides)
+        self.multipliers, self.filters = tuple(multipliers), tuple(filters)
+        self.pool_strides = tuple(pool_strides)
         self.layer_types: list[Layer] = [
             *conv_configs(kernels, strides, multipliers, filters),
             *(MaxPool(s) for s in pool_strides),
         ]
+        if not self.layer_types:
+            raise ConfigError("the HALF space needs at least one layer type")
         if len(self.layer_types) > 2 ** (SLOT_BITS - 1):
             raise ConfigError(f"{len(self.layer_types)} layer types do not fit 6 bits")
-        self.limits = limits or AcceptanceLimits()
+        self.board = load_board(board)  # ConfigError naming the known boards
 
     # ------------------------------------------------------------------ structure
     def is_valid(self, arch: HalfArch) -> bool:
@@ -169,7 +200,7 @@ class HalfSpace(Space):
             return False
         if not any(isinstance(layer, SepConv) for layer in arch.layers):
             return False
-        length = self.input_length
+        length = self.input.length
         for layer in arch.layers:
             window = layer.kernel if isinstance(layer, SepConv) else layer.stride
             if length < window:
@@ -184,17 +215,17 @@ class HalfSpace(Space):
             and self.is_valid(arch)
         )
 
-    def size(self, bounded: bool = True) -> int:
-        """Sequences of layer types of every allowed depth (an upper bound: some collapse)."""
+    def from_key(self, key: str) -> HalfArch:
+        return HalfArch.from_key(key)
+
+    def size(self) -> int:
+        """Sequences of layer types of every allowed depth (an upper bound: some are invalid)."""
         n = len(self.layer_types)
         return sum(n**d for d in range(self.min_depth, self.max_depth + 1))
 
-    def architectures(self, bounded: bool = True) -> list[Any]:
-        if self.size() > 1_000_000:
-            raise ConfigError(
-                f"the HALF space has ~{self.size():.3g} architectures and cannot be listed; "
-                "use sample() or the genetic encoding"
-            )
+    def architectures(self) -> list[HalfArch]:
+        if not self.enumerable:
+            return super().architectures()  # raises, naming the size
         out = []
         for d in range(self.min_depth, self.max_depth + 1):
             for combo in itertools.product(self.layer_types, repeat=d):
@@ -203,8 +234,10 @@ class HalfSpace(Space):
                     out.append(arch)
         return out
 
-    def sample(self, n: int, seed: int = 0, replace: bool = False) -> list[Any]:
-        """Draw `n` valid architectures (uniform depth, uniform layer types), seeded."""
+    def sample(self, n: int, seed: int = 0) -> list[HalfArch]:
+        """Draw `n` distinct valid architectures (uniform depth, uniform layer types)."""
+        if self.enumerable:
+            return super().sample(n, seed)
         rng = np.random.default_rng(seed)
         out: list[HalfArch] = []
         seen: set[HalfArch] = set()
@@ -216,49 +249,86 @@ class HalfSpace(Space):
             depth = int(rng.integers(self.min_depth, self.max_depth + 1))
             idx = rng.integers(0, len(self.layer_types), size=depth)
             arch = HalfArch(tuple(self.layer_types[int(i)] for i in idx))
-            if not self.is_valid(arch) or (not replace and arch in seen):
+            if not self.is_valid(arch) or arch in seen:
                 continue
             seen.add(arch)
             out.append(arch)
         return out
 
-    # ------------------------------------------------------------------ encoding
-    @property
-    def chromosome_length(self) -> int:
-        return SLOT_BITS * self.max_depth
+    def draw(self, rng: RandomSource) -> HalfArch:
+        """A valid architecture: a uniform depth, then uniform layer types (retried)."""
+        if self.enumerable:
+            return super().draw(rng)
+        for _ in range(10_000):
+            depth = rng.randint(self.min_depth, self.max_depth)
+            arch = HalfArch(tuple(rng.choice(self.layer_types) for _ in range(depth)))
+            if self.is_valid(arch):
+                return arch
+        raise ConfigError(f"the HALF space for a {self.input.length}-sample input has no "
+                          "valid architecture within 10,000 draws; loosen its bounds")
 
-    def encode(self, arch: Any) -> list[int]:
+    # ------------------------------------------------------------------ encodings
+    def genes(self) -> tuple[Gene, ...]:
+        """Per slot: active (0/1) and layer type; an inactive slot's type is dormant."""
+        return tuple(
+            gene
+            for slot in range(self.max_depth)
+            for gene in (Gene(f"active{slot}", 0, 1),
+                         Gene(f"type{slot}", 0, len(self.layer_types) - 1))
+        )
+
+    def encode_int(self, arch: HalfArch) -> list[int]:
         if not self.contains(arch):
-            raise ConfigError(f"encode: {arch!r} is not in this space")
-        bits: list[int] = []
+            raise ConfigError(f"encode: {arch.key()} is not in this space")
+        genes: list[int] = []
         for slot in range(self.max_depth):
             if slot < len(arch.layers):
-                t = self.layer_types.index(arch.layers[slot])
-                bits += [1] + [(t >> (5 - i)) & 1 for i in range(6)]
+                genes += [1, self.layer_types.index(arch.layers[slot])]
             else:
-                bits += [0] * SLOT_BITS
-        return bits
+                genes += [0, 0]
+        return genes
 
-    def decode(self, bits: Sequence[int]) -> HalfArch | None:
-        if len(bits) != self.chromosome_length:
-            raise ConfigError(f"decode: {len(bits)} bits, expected {self.chromosome_length}")
+    def decode_int(self, genes: Sequence[int]) -> HalfArch | None:
+        if len(genes) != 2 * self.max_depth:
+            raise ConfigError(f"decode: {len(genes)} genes, expected {2 * self.max_depth}")
         layers = []
         for slot in range(self.max_depth):
-            gene = bits[slot * SLOT_BITS : (slot + 1) * SLOT_BITS]
-            if not gene[0]:
-                continue  # dormant
-            t = int("".join(str(int(b)) for b in gene[1:]), 2)
-            if t >= len(self.layer_types):
+            active, t = int(genes[2 * slot]), int(genes[2 * slot + 1])
+            if not active:
+                continue
+            if not 0 <= t < len(self.layer_types):
                 return None
             layers.append(self.layer_types[t])
         arch = HalfArch(tuple(layers))
         return arch if self.is_valid(arch) else None
 
+    @property
+    def chromosome_length(self) -> int:
+        return SLOT_BITS * self.max_depth
+
+    # The paper's chromosome is the integer genes in bits: per slot, the active bit, then
+    # the layer type in 6 bits (MSB first).
+    def encode(self, arch: HalfArch) -> list[int]:
+        genes = self.encode_int(arch)
+        bits: list[int] = []
+        for active, t in zip(genes[::2], genes[1::2], strict=True):
+            bits += [active] + ([(t >> (5 - i)) & 1 for i in range(6)] if active else [0] * 6)
+        return bits
+
+    def decode(self, bits: Sequence[int]) -> HalfArch | None:
+        if len(bits) != self.chromosome_length:
+            raise ConfigError(f"decode: {len(bits)} bits, expected {self.chromosome_length}")
+        genes: list[int] = []
+        for slot in range(self.max_depth):
+            gene = bits[slot * SLOT_BITS : (slot + 1) * SLOT_BITS]
+            genes += [int(gene[0]), int("".join(str(int(b)) for b in gene[1:]), 2)]
+        return self.decode_int(genes)
+
     # ------------------------------------------------------------------ hardware view
     def hw_layers(self, arch: HalfArch) -> list[HwLayer]:
         """Return the accelerator's layers (depthwise, pointwise, pooling, GAP, dense)."""
         out: list[HwLayer] = []
-        length, ch = self.input_length, self.n_channels
+        length, ch = self.input.length, self.input.channels
         for layer in arch.layers:
             if isinstance(layer, SepConv):
                 dw = HwLayer(
@@ -279,31 +349,71 @@ class HalfSpace(Space):
                 out.append(mp)
                 length = mp.out_length
         out.append(HwLayer("gap", length, ch, ch))
-        out.append(HwLayer("dense", 1, ch, self.n_classes))
+        out.append(HwLayer("dense", 1, ch, self.input.outputs))
         return out
 
     def hardware_objectives(self, arch: HalfArch, board: Board | str) -> dict[str, float]:
-        """HALF's cheap objectives (estimated, all to minimise)."""
+        """HALF's cheap objectives for `board` (estimated, all to minimise)."""
         return objectives(self.hw_layers(arch), board)
 
-    # ------------------------------------------------------------------ keras
-    def build_keras_model(
-        self,
-        arch: Any,
-        input_length: int,
-        n_channels: int,
-        n_classes: int,
-        batch_size: int | None = None,
-        batchnorm: bool = True,
-    ) -> Any:
-        """Return a tf-keras model of `arch` that outputs logits (no softmax).
+    def layer_specs(self, arch: HalfArch) -> list[LayerSpec]:
+        """The trained network's layers for host.hw.costs.
 
-        With `batchnorm=True` (training) each separable block is DW -> PW -> BN -> ReLU;
-        `fold_batchnorm` turns a trained model into the BN-free export model whose int8
-        TFLite graph maps one-to-one onto the HLS library. The head has no softmax because
-        the accelerator returns logits (argmax is the class); train with from_logits=True.
+        Batch norm follows each pointwise convolution and is folded into it when deployed.
         """
-        return _build_half_model(arch, input_length, n_channels, n_classes, batch_size, batchnorm)
+        specs: list[LayerSpec] = []
+        for layer in self.hw_layers(arch):
+            if layer.kind == "dwconv":
+                specs.append(Conv1DSpec(layer.out_length, layer.cin, layer.cout, layer.kernel,
+                                        bias=False, depthwise=True))
+            elif layer.kind == "pwconv":
+                specs += [Conv1DSpec(layer.length, layer.cin, layer.cout, 1, bias=False),
+                          BatchNormSpec(layer.length, layer.cout)]
+            elif layer.kind == "dense":
+                specs.append(DenseSpec(layer.cin, layer.cout))
+        return specs
+
+    def costs(self, arch: HalfArch) -> Costs:
+        i = self.input
+        costs = layer_costs(self.layer_specs(arch))
+        return replace(costs, input_buffer_bytes=i.length * i.channels)
+
+    def metrics(self) -> tuple[MetricSpec, ...]:
+        return (*super().metrics(), *HALF_METRICS)
+
+    def estimates(self, arch: HalfArch) -> dict[str, float]:
+        layers = self.hw_layers(arch)
+        out: dict[str, float] = {}
+        for tag in ("min", "max"):
+            e = estimate(layers, self.board, tag)
+            seconds = float(e.latency.value or 0.0)
+            out[f"fpga_latency_us_{tag}_unroll"] = seconds * 1e6
+            out[f"fpga_power_w_{tag}_unroll"] = float(e.power.value or 0.0)
+            out[f"fpga_energy_uj_{tag}_unroll"] = float(e.energy.value or 0.0) * 1e6
+            out[f"fpga_throughput_{tag}_unroll"] = 1.0 / seconds if seconds > 0 else 0.0
+        return out
+
+    def estimate_source(self) -> str:
+        return f"estimated (HALF model, {self.board.name} at {self.board.clock_mhz:g} MHz)"
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "board": self.board.name}
+
+    # ------------------------------------------------------------------ keras
+    def build_model(
+        self, arch: HalfArch, task: Task, options: BuildOptions | None = None
+    ) -> Any:
+        """A tf-keras model of `arch` that outputs logits (the accelerator's output).
+
+        Each separable block is DW -> PW -> BN -> ReLU; `export_model` folds the batch norm
+        into the pointwise convolution, so the int8 TFLite graph maps one-to-one onto the
+        HLS library.
+        """
+        batch_size = options.batch_size if options else None
+        return build_half_model(arch, self.input, batch_size, head=task.head)
+
+    def export_model(self, trained: Any, arch: HalfArch, task: Task) -> Any:
+        return _fold_half_batchnorm(trained, arch, 1, head=task.head)
 
 
 def fold_batchnorm(model: Any, arch: HalfArch, batch_size: int | None = 1) -> Any:
@@ -330,42 +440,16 @@ def preselect(
     sum of their per-objective ranks (a simple, scale-free spread). Returns the kept
     candidates, best first.
     """
+    from host.search.pareto import nondominated_order
+
     if keep < 0:
         raise ConfigError(f"preselect: keep must be >= 0, not {keep}")
     if not candidates or keep == 0:
         return []
     values = [cheap_objectives(c) for c in candidates]
     names = list(keys) if keys is not None else sorted(values[0])
-    f = np.array([[v[k] for k in names] for v in values], dtype=np.float64)
-    n = len(candidates)
-    dominated_by = [0] * n
-    dominates: list[list[int]] = [[] for _ in range(n)]
-    for i in range(n):
-        for j in range(i + 1, n):
-            if np.all(f[i] <= f[j]) and np.any(f[i] < f[j]):
-                dominates[i].append(j)
-                dominated_by[j] += 1
-            elif np.all(f[j] <= f[i]) and np.any(f[j] < f[i]):
-                dominates[j].append(i)
-                dominated_by[i] += 1
-    ranks = np.argsort(np.argsort(f, axis=0), axis=0).sum(axis=1)
-    order: list[int] = []
-    front = [i for i in range(n) if dominated_by[i] == 0]
-    while front:
-        order += sorted(front, key=lambda i: (ranks[i], i))
-        nxt = []
-        for i in front:
-            for j in dominates[i]:
-                dominated_by[j] -= 1
-                if dominated_by[j] == 0:
-                    nxt.append(j)
-        front = nxt
+    order = nondominated_order(np.array([[v[k] for k in names] for v in values]))
     return [candidates[i] for i in order[:keep]]
-
-
-def estimated_params(arch: HalfArch, space: HalfSpace) -> int:
-    """Weights + biases of the folded model (what the FPGA stores on chip)."""
-    return int(math.fsum(layer.params for layer in space.hw_layers(arch)))
 
 
 # ---------------------------------------------------------------- tf-keras (lazy)
@@ -374,24 +458,27 @@ def estimated_params(arch: HalfArch, space: HalfSpace) -> int:
 
 
 def _keras() -> Any:
-    # tf-keras (Keras 2) is the working int8 export path; it must be chosen before import.
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    import tf_keras
+    from host.train.tfenv import import_keras
 
-    return tf_keras
+    return import_keras()
 
 
-def _build_half_model(
-    arch: Any,
-    input_length: int,
-    n_channels: int,
-    n_classes: int,
-    batch_size: int | None,
-    batchnorm: bool,
+def build_half_model(
+    arch: HalfArch,
+    input: InputSpec,
+    batch_size: int | None = None,
+    batchnorm: bool = True,
+    head: Any = None,
 ) -> Any:
+    """A tf-keras model of `arch` with a logits head (`head`: a task's, or a plain Dense).
+
+    With `batchnorm` (training) each separable block is DW -> PW -> BN -> ReLU; without it
+    (the folded inference graph) DW -> PW(ReLU), as the HLS library computes it.
+    """
     keras = _keras()
     layers = keras.layers
-    inp = layers.Input((input_length, n_channels), batch_size=batch_size, name="ecg")
+    n_classes = input.outputs
+    inp = layers.Input((input.length, input.channels), batch_size=batch_size, name="ecg")
     x = inp
     for i, layer in enumerate(arch.layers):
         if isinstance(layer, SepConv):
@@ -414,13 +501,19 @@ def _build_half_model(
                 layer.stride, strides=layer.stride, padding="valid", name=f"b{i}_pool"
             )(x)
     x = layers.GlobalAveragePooling1D(name="gap")(x)
-    out = layers.Dense(n_classes, name="logits")(x)
+    # Logits: the accelerator's output (the task's head without its final activation).
+    if head is None:
+        out = layers.Dense(n_classes, name="logits")(x)
+    else:
+        out = head(keras, x, logits=True, name="logits")
     return keras.Model(inp, out, name="half")
 
 
-def _fold_half_batchnorm(model: Any, arch: Any, batch_size: int | None) -> Any:
-    inp = model.input_shape
-    folded = _build_half_model(arch, inp[1], inp[2], model.output_shape[-1], batch_size, False)
+def _fold_half_batchnorm(
+    model: Any, arch: Any, batch_size: int | None, head: Any = None
+) -> Any:
+    shape = InputSpec(model.input_shape[1], model.input_shape[2], model.output_shape[-1])
+    folded = build_half_model(arch, shape, batch_size, batchnorm=False, head=head)
     for i, layer in enumerate(arch.layers):
         if not isinstance(layer, SepConv):
             continue
@@ -437,14 +530,13 @@ def _fold_half_batchnorm(model: Any, arch: Any, batch_size: int | None) -> Any:
 
 
 __all__ = [
-    "AcceptanceLimits",
+    "HALF_METRICS",
     "HalfArch",
     "HalfSpace",
     "MaxPool",
     "SepConv",
+    "build_half_model",
     "conv_configs",
-    "detection_rates",
-    "estimated_params",
     "fold_batchnorm",
     "preselect",
 ]

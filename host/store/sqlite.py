@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -30,7 +30,10 @@ CREATE TABLE IF NOT EXISTS runs (
     status      TEXT NOT NULL,          -- running | interrupted | done | failed
     created     REAL NOT NULL,
     updated     REAL NOT NULL,
-    message     TEXT NOT NULL DEFAULT ''
+    message     TEXT NOT NULL DEFAULT '',
+    trainings   INTEGER,                -- set when the run ends
+    front_size  INTEGER,
+    hypervolume REAL
 );
 CREATE TABLE IF NOT EXISTS trainings (
     train_key   TEXT PRIMARY KEY,       -- hash(architecture, data config, training config)
@@ -45,7 +48,7 @@ CREATE TABLE IF NOT EXISTS trainings (
 CREATE TABLE IF NOT EXISTS models (
     sha256      TEXT PRIMARY KEY,
     train_key   TEXT NOT NULL REFERENCES trainings(train_key),
-    kind        TEXT NOT NULL,          -- int8 | float32
+    kind        TEXT NOT NULL,          -- int8 | keras (the trained inference graph)
     path        TEXT NOT NULL,
     bytes       INTEGER NOT NULL,
     export_seconds REAL NOT NULL,
@@ -70,11 +73,15 @@ CREATE TABLE IF NOT EXISTS evaluations (
     genome_json TEXT NOT NULL,
     objectives_json TEXT NOT NULL,      -- {label: value}
     violation   REAL NOT NULL,          -- 0 = feasible
-    status      TEXT NOT NULL,          -- ok | infeasible | invalid | failed | incomplete
+    status      TEXT NOT NULL,          -- pipeline.Status: ok | infeasible | invalid | failed
+                                        -- | incomplete
     detail      TEXT NOT NULL DEFAULT '',
     train_key   TEXT,
     sha256      TEXT,
     created     REAL NOT NULL,
+    stage       TEXT NOT NULL DEFAULT '',     -- pipeline.Stage the candidate reached
+    figures_json TEXT NOT NULL DEFAULT '{}',  -- {"values": {label: v}, "sources": {label: s}}
+    runs_on_json TEXT NOT NULL DEFAULT '{}',  -- {device: "ok" or why it cannot run it}
     PRIMARY KEY (run_id, strategy, generation, idx)
 );
 CREATE TABLE IF NOT EXISTS generations (
@@ -96,7 +103,7 @@ CREATE TABLE IF NOT EXISTS missing (
 );
 CREATE TABLE IF NOT EXISTS timings (
     run_id      TEXT NOT NULL,
-    phase       TEXT NOT NULL,          -- train | export | measure
+    phase       TEXT NOT NULL,          -- screen | train | export | measure:DEVICE | ...
     key         TEXT NOT NULL,
     start       REAL NOT NULL,
     seconds     REAL NOT NULL
@@ -113,6 +120,9 @@ class RunRow:
     updated: float
     config: dict[str, Any]
     message: str
+    trainings: int | None = None
+    front_size: int | None = None
+    hypervolume: float | None = None
 
 
 class RunStore:
@@ -132,9 +142,30 @@ class RunStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(SCHEMA)
-            self._conn.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
+            self._migrate()
+
+    # Columns added since version 1, for stores written by an earlier hilnas.
+    _ADDED_COLUMNS = (
+        ("runs", "trainings", "INTEGER"),
+        ("runs", "front_size", "INTEGER"),
+        ("runs", "hypervolume", "REAL"),
+        ("evaluations", "stage", "TEXT NOT NULL DEFAULT ''"),
+        ("evaluations", "figures_json", "TEXT NOT NULL DEFAULT '{}'"),
+        ("evaluations", "runs_on_json", "TEXT NOT NULL DEFAULT '{}'"),
+    )
+
+    def _migrate(self) -> None:
+        for table_name, column, decl in self._ADDED_COLUMNS:
+            have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table_name})")}
+            if column not in have:
+                try:
+                    self._conn.execute(f"ALTER TABLE {table_name} ADD COLUMN {column} {decl}")
+                except sqlite3.OperationalError as exc:  # another process added it first
+                    if "duplicate column" not in str(exc):
+                        raise
+        self._conn.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -160,15 +191,27 @@ class RunStore:
         now = time.time()
         with self._tx() as c:
             c.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, 'running', ?, ?, '')",
+                "INSERT INTO runs (run_id, name, config_json, status, created, updated, message)"
+                " VALUES (?, ?, ?, 'running', ?, ?, '')",
                 (run_id, name, json.dumps(config), now, now),
             )
 
-    def set_run_status(self, run_id: str, status: str, message: str = "") -> None:
+    def set_run_status(
+        self,
+        run_id: str,
+        status: str,
+        message: str = "",
+        *,
+        trainings: int | None = None,
+        front_size: int | None = None,
+        hypervolume: float | None = None,
+    ) -> None:
         with self._tx() as c:
             c.execute(
-                "UPDATE runs SET status = ?, updated = ?, message = ? WHERE run_id = ?",
-                (status, time.time(), message, run_id),
+                "UPDATE runs SET status = ?, updated = ?, message = ?,"
+                " trainings = COALESCE(?, trainings), front_size = COALESCE(?, front_size),"
+                " hypervolume = COALESCE(?, hypervolume) WHERE run_id = ?",
+                (status, time.time(), message, trainings, front_size, hypervolume, run_id),
             )
 
     def run(self, run_id: str) -> RunRow | None:
@@ -188,6 +231,9 @@ class RunStore:
             r["updated"],
             json.loads(r["config_json"]),
             r["message"],
+            r["trainings"],
+            r["front_size"],
+            r["hypervolume"],
         )
 
     # ---------------------------------------------------------------- trainings and models
@@ -283,32 +329,37 @@ class RunStore:
         strategy: str,
         generation: int,
         idx: int,
-        arch_key: str | None,
         genome: list[int],
-        objectives: dict[str, float | None],
-        violation: float,
-        status: str,
-        detail: str = "",
-        train_key: str | None = None,
-        sha256: str | None = None,
+        row: dict[str, Any],
     ) -> None:
+        """Store one evaluated genome.
+
+        `row` holds arch_key, objectives, violation, status, stage, detail, train_key,
+        sha256, figures and runs_on (absent keys: empty).
+        """
         with self._tx() as c:
             c.execute(
-                "INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO evaluations (run_id, strategy, generation, idx, arch_key,"
+                " genome_json, objectives_json, violation, status, detail, train_key, sha256,"
+                " created, stage, figures_json, runs_on_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     strategy,
                     generation,
                     idx,
-                    arch_key,
+                    row.get("arch_key"),
                     json.dumps(genome),
-                    json.dumps(objectives),
-                    violation,
-                    status,
-                    detail,
-                    train_key,
-                    sha256,
+                    json.dumps(row.get("objectives", {})),
+                    row.get("violation", 0.0),
+                    row["status"],
+                    row.get("detail", ""),
+                    row.get("train_key"),
+                    row.get("sha256"),
                     time.time(),
+                    row.get("stage", ""),
+                    json.dumps(row.get("figures", {})),
+                    json.dumps(row.get("runs_on", {})),
                 ),
             )
 
@@ -322,6 +373,8 @@ class RunStore:
             d = dict(r)
             d["objectives"] = json.loads(d.pop("objectives_json"))
             d["genome"] = json.loads(d.pop("genome_json"))
+            d["figures"] = json.loads(d.pop("figures_json") or "{}")
+            d["runs_on"] = json.loads(d.pop("runs_on_json") or "{}")
             out.append(d)
         return out
 

@@ -1,7 +1,13 @@
 """Training and quality metrics for candidate networks (tf-keras)."""
 
-from host.train.metrics import classification_metrics, confusion_matrix
-from host.train.trainer import TrainConfig, TrainResult, balanced_class_weights, train_model
+from host.train.metrics import classification_metrics, confusion_matrix, detection_rates
+from host.train.trainer import (
+    TrainConfig,
+    TrainResult,
+    balanced_class_weights,
+    train_candidate,
+    train_model,
+)
 
 __all__ = [
     "TrainConfig",
@@ -9,5 +15,7 @@ __all__ = [
     "balanced_class_weights",
     "classification_metrics",
     "confusion_matrix",
+    "detection_rates",
+    "train_candidate",
     "train_model",
 ]

@@ -1,4 +1,4 @@
-"""Classification quality: accuracy, balanced accuracy, precision/recall/F1, confusion matrix."""
+"""Classification quality: accuracy, balanced accuracy, F1, detection rates, confusion."""
 
 from __future__ import annotations
 
@@ -15,6 +15,25 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     return cm
 
 
+def detection_rates(
+    y_true: np.ndarray, y_pred: np.ndarray, positive: Sequence[int] | int = 1
+) -> tuple[float, float]:
+    """Return (detection rate, false-alarm rate) of a detector.
+
+    Detection = TP / (TP + FN) over windows whose true class is positive; false alarm =
+    FP / (FP + TN) over the negative windows (HALF's acceptance figures). `positive` is the
+    class index, or indices (every anomalous class of a multi-class scheme), that counts as
+    a detection. NaN where a side has no windows.
+    """
+    pos = np.atleast_1d(np.asarray(positive))
+    t = np.isin(np.asarray(y_true), pos)
+    p = np.isin(np.asarray(y_pred), pos)
+    n_pos, n_neg = int(t.sum()), int((~t).sum())
+    detection = float((t & p).sum() / n_pos) if n_pos else float("nan")
+    false_alarm = float((~t & p).sum() / n_neg) if n_neg else float("nan")
+    return detection, false_alarm
+
+
 def classification_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]
 ) -> dict[str, Any]:
@@ -22,7 +41,9 @@ def classification_metrics(
 
     Macro precision, recall and F1 average over the classes that occur in `y_true` or
     `y_pred` (as scikit-learn does); a class with no predictions has precision 0. Balanced
-    accuracy is the mean recall over classes present in `y_true`.
+    accuracy is the mean recall over classes present in `y_true`. Detection and false-alarm
+    rates take the first class as the background (every preset's first class is normal)
+    and any other class as a detection.
     """
     y_true = np.asarray(y_true, np.int64)
     y_pred = np.asarray(y_pred, np.int64)
@@ -55,6 +76,13 @@ def classification_metrics(
         "precision_macro": float(precision[present].mean()) if present.any() else 0.0,
         "recall_macro": float(recall[present].mean()) if present.any() else 0.0,
         "f1_macro": float(f1[present].mean()) if present.any() else 0.0,
+        **dict(
+            zip(
+                ("detection_rate", "false_alarm_rate"),
+                detection_rates(y_true, y_pred, range(1, n)),
+                strict=True,
+            )
+        ),
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),
         "class_names": list(class_names),

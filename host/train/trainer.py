@@ -1,17 +1,24 @@
-"""Train one network on an ECG dataset with tf-keras (Adam, early stopping, class weights)."""
+"""Train one network on a task's dataset with tf-keras (Adam, early stopping, class weights).
+
+`train_candidate` is what both `hilnas train` and a search's training job call: the same
+function with the same `TrainConfig` (one set of defaults), so a network trained by either
+is the same network.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from host.data.dataset import EcgDataset
 from host.errors import ConfigError
-from host.train.metrics import classification_metrics
 from host.train.tfenv import import_keras
+
+if TYPE_CHECKING:
+    from host.spaces.base import Space
+    from host.tasks.base import Task, TaskData
 
 
 @dataclass(frozen=True)
@@ -19,13 +26,15 @@ class TrainConfig:
     """How to train. Validated on construction; errors name the bad key.
 
     `class_weights`: None (plain loss) or "balanced" (weights n / (k * n_c), as
-    scikit-learn's). `patience`: epochs without `val_loss` improvement before stopping
-    (None disables early stopping). `restore_best`: keep the weights of the best epoch.
-    `clipnorm`: Adam clips each gradient to this L2 norm (None: no clipping). Clipping is
-    the usual guard for LSTMs, whose gradients through long sequences can explode: without
-    it, the same BioNet trained twice with two seeds ended 0.44 and 0.58 in validation F1,
-    with it 0.83 and 0.78 (docs/decisions.md, "Tabular benchmark").
-    `verbose`: the Keras fit verbosity (0 silent, 2 one line per epoch).
+    scikit-learn's; classification tasks only). `patience`: epochs without `val_loss`
+    improvement before stopping (None disables early stopping). `restore_best`: keep the
+    weights of the best epoch. `clipnorm`: Adam clips each gradient to this L2 norm (0 or
+    None: no clipping). Clipping is the usual guard for LSTMs, whose gradients through long
+    sequences can explode: without it, the same BioNet trained twice with two seeds ended
+    0.44 and 0.58 in validation F1, with it 0.83 and 0.78 (docs/decisions.md, "Tabular
+    benchmark"). `dropout`: the rate a space puts after its convolutions.
+    `verbose` (the Keras fit verbosity) and `eval_batch_size` do not change the trained
+    network, so they are not part of what makes two trainings the same.
     """
 
     epochs: int = 20
@@ -35,21 +44,23 @@ class TrainConfig:
     patience: int | None = 3
     min_delta: float = 0.0
     restore_best: bool = True
-    class_weights: str | None = None
+    class_weights: str | None = "balanced"
     dropout: float = 0.2
     seed: int = 0
-    verbose: int = 0
-    eval_batch_size: int = 512
+    verbose: int = field(default=0, compare=False)
+    eval_batch_size: int = field(default=512, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise ConfigError(f"epochs: must be a positive integer, not {self.epochs!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"batch_size: must be a positive integer, not {self.batch_size!r}")
-        if not self.learning_rate > 0:
+        if not isinstance(self.learning_rate, (int, float)) or not self.learning_rate > 0:
             raise ConfigError(f"learning_rate: must be positive, not {self.learning_rate!r}")
+        if self.clipnorm == 0:
+            object.__setattr__(self, "clipnorm", None)  # "0 turns clipping off"
         if self.clipnorm is not None and not self.clipnorm > 0:
-            raise ConfigError(f"clipnorm: must be positive or None, not {self.clipnorm!r}")
+            raise ConfigError(f"clipnorm: must be positive, 0 or None, not {self.clipnorm!r}")
         if self.patience is not None and self.patience < 0:
             raise ConfigError(f"patience: must be >= 0 or None, not {self.patience!r}")
         if self.class_weights not in (None, "balanced"):
@@ -100,61 +111,69 @@ def balanced_class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
     return {c: (len(y) / (k * counts[c]) if counts[c] else 0.0) for c in range(n_classes)}
 
 
+def predict(model: Any, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Raw outputs of a Keras model (an empty array for no windows)."""
+    if len(x) == 0:
+        return np.zeros((0, *model.output_shape[1:]), np.float32)
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+
+
 def predict_classes(model: Any, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """Return argmax predictions of a Keras model."""
-    if len(x) == 0:
-        return np.zeros(0, np.int64)
-    probs = model.predict(x, batch_size=batch_size, verbose=0)
-    return np.asarray(probs).argmax(axis=-1).astype(np.int64)
+    return predict(model, x, batch_size).reshape(len(x), -1).argmax(axis=-1).astype(np.int64)
 
 
-def compile_model(model: Any, learning_rate: float, clipnorm: float | None = None) -> None:
-    """Compile with Adam, gradients clipped to `clipnorm`, and cross-entropy."""
+def default_task(data: Any) -> Task:
+    """The ECG classification task of a dataset built by host.data (its config)."""
+    from host.tasks.ecg import EcgClassification
+
+    return EcgClassification(data.config)
+
+
+def train_candidate(
+    space: Space[Any], arch: Any, task: Task, data: TaskData, config: TrainConfig
+) -> TrainResult:
+    """Build `arch` of `space` with the task's head (seeded) and train it (`train_model`)."""
     keras = import_keras()
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    keras.utils.set_random_seed(config.seed)
+    from host.spaces.base import BuildOptions
+
+    model = space.build_model(arch, task, BuildOptions(seed=config.seed, dropout=config.dropout))
+    result = train_model(model, data, config, task, logits=space.output_logits)
+    result.arch = arch
+    return result
 
 
 def train_model(
-    arch_or_model: Any, dataset: EcgDataset, config: TrainConfig | None = None
+    model: Any,
+    data: TaskData,
+    config: TrainConfig | None = None,
+    task: Task | None = None,
+    *,
+    logits: bool = False,
 ) -> TrainResult:
-    """Train an architecture (built with its space's builder) or a Keras model.
+    """Train a tf-keras model on a task's dataset and score it on validation and test.
 
-    `arch_or_model` is a `BioNetArch`, a bionet key such as "bionet-b2-x1-l16", or any
-    uncompiled/compiled tf-keras model whose input is (window, channels) and whose output is
-    a softmax over `dataset.class_names`. Returns the trained model with validation and
-    test metrics (see `host.train.metrics`), the history, and the time spent in `fit`.
+    The model is compiled here unless it already is (Adam with `clipnorm`, the task's loss;
+    `logits`: the model outputs logits, not the task's activation). Returns the trained
+    model with validation and test metrics (`Task.score`), the history, and the time spent
+    in `fit`. `task` defaults to ECG classification of a host.data dataset.
     """
     cfg = config or TrainConfig()
+    task = task or default_task(data)
     t_total = time.perf_counter()
     keras = import_keras()
     keras.utils.set_random_seed(cfg.seed)
-    arch = None
-    if isinstance(arch_or_model, keras.Model):
-        model = arch_or_model
-    else:
-        from host.spaces.bionet import arch_from_any, build_keras_model
-
-        arch = arch_from_any(arch_or_model)
-        model = build_keras_model(
-            arch,
-            dataset.window,
-            int(dataset.x_train.shape[2]),
-            dataset.n_classes,
-            dropout=cfg.dropout,
-            seed=cfg.seed,
-        )
-    if model.output_shape[-1] != dataset.n_classes:
-        raise ConfigError(
-            f"model: outputs {model.output_shape[-1]} classes, dataset has {dataset.n_classes}"
-        )
+    expected = task.input_spec().outputs
+    if model.output_shape[-1] != expected:
+        raise ConfigError(f"model: outputs {model.output_shape[-1]} values, the task {expected}")
     if not getattr(model, "optimizer", None) or not model._is_compiled:
-        compile_model(model, cfg.learning_rate, cfg.clipnorm)
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate, clipnorm=cfg.clipnorm),
+            loss=task.loss(keras, logits=logits),
+        )
     callbacks = []
-    has_val = len(dataset.y_val) > 0
+    has_val = len(data.y_val) > 0
     if cfg.patience is not None:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -164,31 +183,21 @@ def train_model(
                 restore_best_weights=cfg.restore_best,
             )
         )
-    weights = (
-        balanced_class_weights(dataset.y_train, dataset.n_classes)
-        if cfg.class_weights == "balanced"
-        else None
-    )
     t0 = time.perf_counter()
     hist = model.fit(
-        dataset.x_train,
-        dataset.y_train,
-        validation_data=(dataset.x_val, dataset.y_val) if has_val else None,
+        data.x_train,
+        data.y_train,
+        validation_data=(data.x_val, data.y_val) if has_val else None,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
-        class_weight=weights,
         callbacks=callbacks,
         shuffle=True,
         verbose=cfg.verbose,
+        **task.fit_options(data, cfg.class_weights),
     )
     train_seconds = time.perf_counter() - t0
-    names = dataset.class_names
-    val = classification_metrics(
-        dataset.y_val, predict_classes(model, dataset.x_val, cfg.eval_batch_size), names
-    )
-    test = classification_metrics(
-        dataset.y_test, predict_classes(model, dataset.x_test, cfg.eval_batch_size), names
-    )
+    val = task.score(data.y_val, predict(model, data.x_val, cfg.eval_batch_size))
+    test = task.score(data.y_test, predict(model, data.x_test, cfg.eval_batch_size))
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return TrainResult(
         model=model,
@@ -198,8 +207,7 @@ def train_model(
         train_seconds=train_seconds,
         total_seconds=time.perf_counter() - t_total,
         epochs_run=len(history.get("loss", [])),
-        arch=arch,
-        split_description=dataset.split_description,
+        arch=None,
+        split_description=data.split_description,
         config=cfg,
     )
-

@@ -1,4 +1,8 @@
-"""Small int8 .tflite models for the MCU tests, built once per machine in a child process.
+"""Small int8 .tflite models for the device tests, built once per machine in a child process.
+
+The MCU tests use most of them; the device-contract suite uses "conv1d" (an ordinary int8
+Conv1D + Dense model) and "separable" (a HALF-style depthwise-separable 1-D CNN that the
+FPGA stand-in can build).
 
 TensorFlow is imported only in that child (it is slow to import and the test process also
 loads tflite-micro). Models are cached in the temp dir under a hash of the build script.
@@ -56,6 +60,19 @@ i = k.Input((4096, 1), batch_size=1); x = k.layers.Conv1D(64, 3, padding="same")
 x = k.layers.Conv1D(64, 3, padding="same")(x)
 o = k.layers.Dense(2)(k.layers.GlobalAveragePooling1D()(x))
 save("bigarena", k.Model(i, o), (4096, 1))
+# an ordinary int8 Conv1D + Dense model that every runtime here runs
+i = k.Input((64, 1), batch_size=1); x = k.layers.Conv1D(8, 5, strides=2, activation="relu")(i)
+o = k.layers.Dense(3)(k.layers.Flatten()(x))
+save("conv1d", k.Model(i, o), (64, 1))
+# HALF-style: depthwise-separable blocks (DW -> PW with ReLU), max pooling, GAP, logits
+i = k.Input((128, 1), batch_size=1)
+x = k.layers.DepthwiseConv1D(9, strides=2, depth_multiplier=2, activation="relu")(i)
+x = k.layers.Conv1D(8, 1, activation="relu")(x)
+x = k.layers.MaxPooling1D(2)(x)
+x = k.layers.DepthwiseConv1D(5, padding="same", activation="relu")(x)
+x = k.layers.Conv1D(8, 1, activation="relu")(x)
+o = k.layers.Dense(3)(k.layers.GlobalAveragePooling1D()(x))
+save("separable", k.Model(i, o), (128, 1))
 # a real exported ECG model: the BioNetExplorer space's network, exported by hilnas, with
 # MIT-BIH windows for calibration when the data are there
 try:
@@ -78,7 +95,7 @@ except ImportError as exc:
     print("no hilnas exporter:", exc, file=sys.stderr)
 """
 
-NAMES = ("tiny", "fc50k", "leaky", "bigarena", "ecg")
+NAMES = ("tiny", "fc50k", "leaky", "bigarena", "conv1d", "separable", "ecg")
 
 
 def model_dir() -> Path:

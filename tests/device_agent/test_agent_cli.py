@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,30 +54,22 @@ def served_agent(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     assert proc.wait(timeout=20) == 0
 
 
+def host_json(argv: list[str], *, timeout: float, env: dict[str, str] | None = None) -> Any:
+    """Run `hilnas ARGV` (which must succeed) and parse what it printed as JSON."""
+    out = subprocess.run(HOST + argv, env=env, capture_output=True, text=True, timeout=timeout,
+                         check=True)
+    return json.loads(out.stdout)
+
+
 def test_describe_and_measure_through_the_commands(
     served_agent: tuple[str, dict[str, str]], models: dict[str, Path]
 ) -> None:
     address, env = served_agent
-    out = subprocess.run(
-        HOST + ["devices", "describe", address, "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    info = json.loads(out.stdout)
+    info = host_json(["devices", "describe", address, "--json"], env=env, timeout=60)
     assert info["name"] == "bench-pi" and info["runtimes"][0]["name"] == "ai_edge_litert"
-    out = subprocess.run(
-        HOST
-        + ["measure", str(models["int8_conv1d"]), "--device", address, "--runs", "40", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    result = json.loads(out.stdout)
+    model = str(models["int8_conv1d"])
+    measure = ["measure", model, "--device", address, "--runs", "40", "--json"]
+    result = host_json(measure, env=env, timeout=120)
     assert result["latency"]["source"] == "measured"
     assert 0 < result["p50_us"] <= result["p90_us"] <= result["p99_us"]
     assert result["latency"]["p50_us"] == result["p50_us"]
@@ -97,14 +90,8 @@ def test_wrong_token_gives_a_clear_error(served_agent: tuple[str, dict[str, str]
 
 
 def test_measure_on_the_local_device(models: dict[str, Path]) -> None:
-    out = subprocess.run(
-        HOST + ["measure", str(models["int8_conv_lstm"]), "--json", "--profile"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=True,
-    )
-    result = json.loads(out.stdout)
+    result = host_json(["measure", str(models["int8_conv_lstm"]), "--json", "--profile"],
+                       timeout=180)
     assert result["device"] == "local" and result["p50_us"] > 0
     assert any(op["op"] == "UNIDIRECTIONAL_SEQUENCE_LSTM" for op in result["profile"]["ops"])
 

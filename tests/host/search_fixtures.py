@@ -22,7 +22,7 @@ def synthetic_table(path: Path, seed: int = 0) -> Path:
     space = get_space("bionet")
     rng = np.random.default_rng(seed)
     rows = []
-    for arch in space.architectures(bounded=True):
+    for arch in space.architectures():
         c = analytic_costs(arch, 256, 2)
         quality = 0.55 + 0.35 * (1 - math.exp(-c.params / 60_000)) + rng.normal(0, 0.02)
         rows.append({

@@ -57,7 +57,8 @@ def test_data_build_json(
             "class 'paced'",
         ),
         (["evaluate", "/nonexistent/model.tflite"], "model: /nonexistent/model.tflite"),
-        (["train", "--out", "x"], "--arch or --blocks"),
+        (["train", "--out", "x"], "--arch (or, for bionet, --blocks)"),
+        (["train", "--space", "nope", "--arch", "x", "--out", "x"], "space: unknown 'nope'"),
     ],
 )
 def test_bad_input_is_a_one_line_error(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from device_agent.errors import WorkerCrashed, WorkerTimedOut
 from host.errors import ConfigError, HilnasError
 from host.export import tflite as tflite_mod
 from host.export.carray import c_array_source, write_c_array
@@ -81,6 +83,32 @@ def test_bad_requests_and_crashes_are_errors(
     with pytest.raises(ConversionError, match="crashed \\(SIGSEGV\\)") as info:
         tflite_mod.convert(model, "float32")
     assert isinstance(info.value, HilnasError)
+
+
+@pytest.mark.parametrize(
+    ("sig", "cause", "message"),
+    [
+        ("SIGSEGV", WorkerCrashed, r"the TFLite converter crashed \(SIGSEGV\)"),
+        ("SIGSTOP", WorkerTimedOut, r"did not finish within 5 s and was killed"),
+    ],
+)
+def test_converter_crash_or_hang_is_a_conversion_error_by_type(
+    tmp_path: Path, sig: str, cause: type[Exception], message: str
+) -> None:
+    """A real converter process dies (or stops) in the middle of a request."""
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"_test_signal": sig}))  # run_request's test hook
+    converter = tflite_mod._converter()
+    restarts = converter.restarts
+    with pytest.raises(ConversionError, match=message) as info:
+        tflite_mod._run_child(request, 5.0)
+    # The worker raised its typed error, and _run_child turned that type into this one.
+    assert isinstance(info.value.__context__, cause)
+    if sig == "SIGSEGV":
+        assert info.value.__context__.signal == "SIGSEGV"  # type: ignore[attr-defined]
+    else:
+        assert info.value.__context__.deadline_s == 5.0  # type: ignore[attr-defined]
+    assert converter.restarts == restarts + 1
 
 
 def test_garbage_model_file_fails_cleanly(tmp_path: Path) -> None:

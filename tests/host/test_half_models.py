@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from device_agent.errors import ConfigError
+from device_agent.fpga.boards import board_names, load_board
+from device_agent.fpga.half import HwLayer, Unroll, estimate, objectives
 from device_agent.types import Source
-from host.errors import ConfigError
-from host.hw.half import HwLayer, Unroll, board_names, estimate, load_board, objectives
 
 
 def test_boards_are_data():
@@ -53,3 +54,33 @@ def test_objectives_keys():
     quantities = ("power_w", "energy_j", "latency_s")
     want = {f"{q}_{t}_unroll" for q in quantities for t in ("min", "max")}
     assert set(obj) == {"params", *want}
+
+
+def test_same_padding_shape_and_fill():
+    # 'same': ceil(L / stride) outputs; the left padding is in the buffer before any input.
+    same = HwLayer("dwconv", 10, 1, 1, 4, 2, padding="same")
+    assert same.out_length == 5 and same.pad_total == 2 and same.pad_left == 1
+    valid = HwLayer("dwconv", 10, 1, 1, 4, 2)
+    assert valid.out_length == 4 and valid.pad_total == 0
+    # TFLite puts the odd padded position on the right: total 3 -> left 1, right 2.
+    odd = HwLayer("conv", 9, 1, 1, 4, 1, padding="same")
+    assert odd.out_length == 9 and (odd.pad_total, odd.pad_left) == (3, 1)
+    # An input shorter than the window is fine with 'same' padding, an error with 'valid'.
+    assert HwLayer("maxpool", 2, 3, 3, 5, 1, padding="same").out_length == 2
+    with pytest.raises(ConfigError, match="shorter than its window"):
+        HwLayer("maxpool", 2, 3, 3, 5, 1)
+    with pytest.raises(ConfigError, match="padding"):
+        HwLayer("conv", 9, 1, 1, 3, 1, padding="causal")
+    # Eq. 1 with sigma0 = 1: the 'same' layer needs kernel - pad_left = 3 inputs, not 4.
+    e_same = estimate([same, HwLayer("gap", 5, 1, 1)], "pynq-z1", "min")
+    e_valid = estimate([valid, HwLayer("gap", 4, 1, 1)], "pynq-z1", "min")
+    assert e_same.layers[0].fill_cycles == (3 - 1) * 1 + 4
+    assert e_valid.layers[0].fill_cycles == (4 - 1) * 1 + 4
+    assert e_same.layers[0].active_cycles == 5 * 4  # every output, padded ones included
+
+
+def test_host_names_re_export_the_shared_models():
+    from host.hw import half as host_half
+
+    assert host_half.HwLayer is HwLayer and host_half.estimate is estimate
+    assert host_half.load_board is load_board

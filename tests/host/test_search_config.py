@@ -14,13 +14,29 @@ from host.search.config import load_config, parse_config
 def test_the_shipped_configs_are_valid() -> None:
     for path in Path("configs").glob("*.toml"):
         cfg = load_config(path)
-        assert cfg.objectives and cfg.quality_objective.maximise
+        assert cfg.objectives and cfg.quality_objective.kind.value == "quality"
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         ({"strategy": {"name": "annealing"}}, "strategy.name = 'annealing' is not one of"),
+        ({"space": {"name": "bionet", "bounds": {}}},
+         "unknown key space.bounds for space 'bionet'; allowed: name, max_blocks"),
+        ({"space": {"name": "half", "board": "zynq9"}}, "[space] unknown FPGA board 'zynq9'"),
+        ({"data": {"task": "eeg"}}, "unknown task 'eeg'; known: ecg"),
+        ({"data": {"windw": 3}}, "unknown key data.windw for task 'ecg'"),
+        ({"train": {"epoch": 3}}, "unknown key train.epoch; allowed in [train]"),
+        ({"measure": {"inputs": []}}, "unknown key measure.inputs"),
+        ({"measure": {"min_runs": 5, "max_runs": 2}}, "[measure] max_runs (2) must be >= min_runs"),
+        ({"objectives": [{"metric": "f1_macro"}, {"metric": "fpga_power_w_min_unroll"}]},
+         "unknown metric 'fpga_power_w_min_unroll'; this run's task and space give"),
+        ({"objectives": [{"metric": "f1_macro"}, {"metric": "macs", "device": "d"}]},
+         "macs is analytic, not measured on a device"),
+        ({"objectives": [{"metric": "f1_macro"}, {"metric": "macs", "maximise": True}]},
+         "unknown key objectives[1].maximise"),
+        ({"devices": [{"name": "d", "address": "ftp://x"}]}, "unknown device 'ftp://x'"),
+        ({"devices": [{"name": "d", "address": "local:teapot"}]}, "unknown backend 'teapot'"),
         ({"strategy": {"populaton": 3}}, "unknown key strategy.populaton; allowed in [strategy]"),
         ({"strategy": {"mutation_prob": 1.5}}, "strategy.mutation_prob must be in [0, 1]"),
         ({"bogus": {}}, "unknown key config.bogus"),
@@ -62,20 +78,46 @@ def test_every_key_is_documented() -> None:
     import dataclasses
     import re
 
+    from device_agent.types import MeasureSettings
     from host.search import config as c
+    from host.spaces.base import available_spaces, space_class
+    from host.tasks import available_tasks, task_class
+    from host.train import TrainConfig
 
     text = Path("docs/configuration.md").read_text()
-    tables = {
-        "run": c.RunConfig, "data": c.DataConfig, "space": c.SpaceConfig,
-        "train": c.TrainSection, "strategy": c.StrategyConfig, "objectives": c.Objective,
-        "constraints": c.Constraint, "cost": c.CostConfig, "devices": c.DeviceConfig,
-        "measure": c.MeasureSection, "executor": c.ExecutorConfig, "budget": c.BudgetConfig,
+    data = {"task"} | {f.name for t in available_tasks()
+                       for f in dataclasses.fields(task_class(t).config_type)}
+    space = {"name"} | {k for s in available_spaces() for k in space_class(s).options()}
+    tables: dict[str, set[str]] = {
+        "run": c.table_keys(c.RunConfig), "data": data, "space": space,
+        "train": c.table_keys(TrainConfig), "strategy": c.table_keys(c.StrategyConfig),
+        "objectives": c.table_keys(c.Objective), "constraints": c.table_keys(c.Constraint),
+        "cost": c.table_keys(c.CostConfig), "devices": c.table_keys(c.DeviceConfig),
+        "measure": c.table_keys(MeasureSettings) - set(c.MEASURE_NOT_CONFIGURABLE),
+        "executor": c.table_keys(c.ExecutorConfig), "budget": c.table_keys(c.BudgetConfig),
     }
     assert set(tables) | {"tabular"} == c.TOP_LEVEL
     sections = dict(re.findall(r"^## `\[{1,2}(\w+)\]{1,2}`\n(.*?)(?=^## |\Z)", text, re.M | re.S))
-    for name, cls in tables.items():
+    for name, keys in tables.items():
         assert name in sections, f"docs/configuration.md has no section for [{name}]"
         documented = set(re.findall(r"^\| `(\w+)` \|", sections[name], re.M))
-        keys = {f.name for f in dataclasses.fields(cls)}
         assert keys == documented, f"[{name}]: undocumented {keys - documented}, " \
                                    f"stale {documented - keys}"
+
+
+def test_a_stored_configuration_reads_back_the_same() -> None:
+    for path in Path("configs").glob("*.toml"):
+        cfg = load_config(path)
+        assert parse_config(cfg.to_doc()) == cfg, path
+
+
+def test_strategy_and_space_that_cannot_work_together(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="strategy 'exhaustive' lists every network of the "
+                                          "space, but space 'half'"):
+        parse_config(config_doc(tmp_path, space={"name": "half"},
+                                strategy={"name": "exhaustive"}))
+    with pytest.raises(ConfigError, match="surrogate = 'cheap' ranks on objectives known"):
+        parse_config(config_doc(tmp_path, strategy={"name": "nsga2", "surrogate": "cheap"},
+                                objectives=[{"metric": "f1_macro"},
+                                            {"metric": "latency_p50_us", "device": "d"}],
+                                devices=[{"name": "d"}]))

@@ -36,7 +36,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):  # t
         tmp,
         data={"records": ["100", "101", "103", "106", "118", "119", "208", "213"],
               "max_windows_per_record": 40, "split": "patient"},
-        space={"name": "bionet", "bounds": {"max_blocks": 1, "max_lstm_cells": 16}},
+        space={"name": "bionet", "max_blocks": 1, "max_lstm_cells": 16},
         train={"epochs": 1, "patience": None},
         strategy={"name": "nsga2", "population": 3, "generations": 1},
         objectives=[{"metric": "f1_macro"}, {"metric": "storage_int8_bytes"},

@@ -10,11 +10,11 @@ from search_fixtures import config_doc, synthetic_table  # type: ignore[import-n
 from device_agent.errors import ConfigError
 from host.search import runner as runner_mod
 from host.search.config import parse_config
-from host.search.evaluator import Evaluation
 from host.search.objectives import Figures, Normaliser
 from host.search.pareto import hypervolume, pareto_front
+from host.search.pipeline import Evaluation, Stage, Status
 from host.search.runner import STORE_NAME, run_search
-from host.search.surrogate import Prescreener
+from host.search.surrogate import GpPrescreener
 from host.store.sqlite import RunStore
 
 
@@ -40,19 +40,19 @@ STORAGE = {"a": 100.0, "b": 400.0, "c": 800.0, "tiny": 10.0, "huge": 1000.0, "mi
 
 def _evaluation(key: str, f1: float) -> Evaluation:
     figures = Figures()
-    figures.add_costs({"storage_int8_bytes": STORAGE[key]})
-    figures.values["f1_macro"] = f1
-    return Evaluation(key, figures, [f1, STORAGE[key]], 0.0, "ok")
+    figures.add("storage_int8_bytes", STORAGE[key], "analytic")
+    figures.add("f1_macro", f1, "validation set")
+    return Evaluation(key, figures, [f1, STORAGE[key]], 0.0, Status.OK, Stage.TRAIN)
 
 
-def _prescreener(tmp_path: Path, **sections) -> Prescreener:  # type: ignore[no-untyped-def]
+def _prescreener(tmp_path: Path, **sections) -> GpPrescreener:  # type: ignore[no-untyped-def]
     cfg = parse_config(config_doc(tmp_path, **sections))
     known = {k: _evaluation(k, f1) for k, f1 in (("a", 0.70), ("b", 0.80), ("c", 0.90))}
     normaliser = Normaliser(cfg.objectives, {"storage_int8_bytes": 1000.0})
-    return Prescreener(
+    return GpPrescreener(
         cfg,
         normaliser,
-        costs=lambda key: {"storage_int8_bytes": STORAGE[key], "params": STORAGE[key],
+        analytic=lambda key: {"storage_int8_bytes": STORAGE[key], "params": STORAGE[key],
                            "macs": STORAGE[key]},
         features=lambda key: [STORAGE[key]],
         evaluated=lambda: known,
@@ -147,7 +147,7 @@ def test_bayesian_needs_fewer_trainings_than_random(tmp_path: Path, table: Path)
 def test_bayesian_stops_when_the_space_is_exhausted(tmp_path: Path, table: Path) -> None:
     cfg = _cfg(tmp_path, table, strategy={"name": "bayesian", "population": 40,
                                           "generations": 10},
-               space={"name": "bionet", "bounds": {"max_blocks": 2}})
+               space={"name": "bionet", "max_blocks": 2})
     result = run_search(cfg, progress=False, report=False)
     gens = _by_generation(tmp_path, result.run_id)
     distinct = {k for g in gens.values() for k in g}
@@ -198,7 +198,8 @@ def test_prescreened_ga_trains_a_population_of_new_networks(tmp_path: Path, tabl
 
 
 def test_surrogate_settings_are_validated(tmp_path: Path, table: Path) -> None:
-    with pytest.raises(ConfigError, match="strategy.surrogate = 'rf' is not one of: none, gp"):
+    with pytest.raises(ConfigError,
+                       match="strategy.surrogate = 'rf' is not one of: cheap, gp, none"):
         _cfg(tmp_path, table, strategy={"name": "nsga2", "surrogate": "rf"})
     with pytest.raises(ConfigError, match="strategy.surrogate_pool must be a positive integer"):
         _cfg(tmp_path, table, strategy={"name": "nsga2", "surrogate_pool": 0})

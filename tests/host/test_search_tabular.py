@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 from search_fixtures import config_doc, synthetic_table  # type: ignore[import-not-found]
 
+from host.errors import ConfigError
 from host.search import runner as runner_mod
 from host.search.config import parse_config
 from host.search.runner import STORE_NAME, run_search
+from host.search.strategies import available_strategies
 from host.store.sqlite import RunStore
 
 
@@ -52,6 +54,47 @@ def test_every_strategy_finds_a_front(tmp_path: Path, table: Path, strategy: str
     hvs = [g["hypervolume"] for g in gens]
     assert all(b >= a - 1e-12 for a, b in zip(hvs, hvs[1:], strict=False))
     assert store.run(result.run_id).status == "done"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("strategy", available_strategies())
+def test_every_strategy_optimises_a_measured_objective(
+    tmp_path: Path, table: Path, strategy: str
+) -> None:
+    """The weighted cost of roulette and tournament, the fronts of the others, the baselines:
+    all with an objective measured on a device (the table's latency, labelled with the
+    machine that measured it). Its reference comes from the first batch of measurements."""
+    cfg = _cfg(
+        tmp_path, table,
+        strategy={"name": strategy, "population": 6, "generations": 3, "random_fraction": 0.2},
+        objectives=[{"metric": "f1_macro"}, {"metric": "latency_p50_us", "device": "vm"}],
+        devices=[{"name": "vm", "address": "local"}],
+    )
+    result = run_search(cfg, progress=False, report=False)
+    assert result.front and result.hypervolume > 0
+    for entry in result.front:
+        figure = entry["figures"]["latency_p50_us@vm"]
+        assert figure["value"] > 0 and figure["source"] == "synthetic (test fixture)"
+    evs = RunStore(tmp_path / "runs" / STORE_NAME).evaluations(result.run_id)
+    assert all(e["objectives"]["latency_p50_us@vm"] is not None
+               for e in evs if e["status"] == "ok")
+
+
+def test_a_configured_reference_is_used_as_given(tmp_path: Path, table: Path) -> None:
+    from host.search.runner import SearchRun
+
+    cfg = _cfg(
+        tmp_path, table, strategy={"name": "tournament", "population": 4, "generations": 1},
+        objectives=[{"metric": "f1_macro"}, {"metric": "latency_p50_us", "device": "vm"}],
+        devices=[{"name": "vm", "address": "local"}],
+        cost={"references": {"latency_p50_us@vm": 123.0}},
+    )
+    store = RunStore(tmp_path / "store.sqlite")
+    store.create_run("r", "r", {"source": cfg.to_doc()})
+    run = SearchRun(cfg, store, "r", progress=False)
+    assert run.normaliser.references["latency_p50_us@vm"] == 123.0
+    assert run.normaliser.normalise([0.5, 61.5]) == [0.5, 0.5]
+    with pytest.raises(ConfigError, match="cost.references.latency@vm: not an objective"):
+        _cfg(tmp_path, table, cost={"references": {"latency@vm": 1.0}})
 
 
 def test_exhaustive_covers_the_bounded_space(tmp_path: Path, table: Path) -> None:

@@ -14,13 +14,13 @@ from host.spaces import BioNetArch, BioNetSpace, build_keras_model, get_space
 def test_sizes_with_and_without_bounds() -> None:
     space = get_space("bionet")
     assert isinstance(space, BioNetSpace)
-    assert space.size(bounded=False) == 320
+    assert len(space.all_architectures()) == 320
     assert space.size() == 135  # the paper's 320 -> 135
     assert get_space("bionet", max_params=None).size() == 320
     assert get_space("bionet", max_params=None, max_filters=256).size() == 215
     assert get_space("bionet", max_params=None, max_blocks=0).size() == 20
     assert all(space.contains(a) for a in space.architectures())
-    assert len(space.distinct_architectures(bounded=False)) < 320  # 0 blocks ignore x
+    assert len(space.distinct_architectures()) == 90  # 0 blocks ignore x: 135 -> 90 networks
 
 
 def test_binary_chromosome_roundtrip_and_invalid_codes() -> None:
@@ -77,5 +77,5 @@ def test_costs_match_keras_parameter_count(arch: BioNetArch) -> None:
 
 
 def test_unknown_space_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="unknown 'nope'"):
+    with pytest.raises(ConfigError, match="unknown space 'nope'; known: bionet, half"):
         get_space("nope")

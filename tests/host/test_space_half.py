@@ -6,16 +6,10 @@ import numpy as np
 import pytest
 
 from host.errors import ConfigError
-from host.spaces.base import get_space
-from host.spaces.half import (
-    AcceptanceLimits,
-    HalfArch,
-    HalfSpace,
-    MaxPool,
-    SepConv,
-    detection_rates,
-    preselect,
-)
+from host.spaces.base import InputSpec, get_space
+from host.spaces.half import HalfArch, HalfSpace, MaxPool, SepConv, build_half_model, preselect
+
+INPUT = InputSpec(256, 1, 2)
 
 
 def test_registered_with_sixty_configurations():
@@ -28,7 +22,7 @@ def test_registered_with_sixty_configurations():
 
 
 def test_encode_decode_roundtrip_and_dormant_genes():
-    s = HalfSpace()
+    s = HalfSpace(INPUT)
     for arch in s.sample(50, seed=3):
         assert 2 <= len(arch.layers) <= 15
         bits = s.encode(arch)
@@ -40,39 +34,48 @@ def test_encode_decode_roundtrip_and_dormant_genes():
 
 
 def test_invalid_architectures():
-    s = HalfSpace(input_length=32)
+    s = HalfSpace(InputSpec(32))
     assert not s.contains(HalfArch((MaxPool(8), MaxPool(8), SepConv(9, 1, 1, 4))))
     assert not s.contains(HalfArch((MaxPool(2), MaxPool(2))))  # no convolution
     assert not s.contains(HalfArch((SepConv(3, 1, 1, 4),)))  # depth 1 < 2
 
 
 def test_hardware_objectives_and_preselect():
-    s = HalfSpace()
+    s = HalfSpace(INPUT)
     archs = s.sample(20, seed=5)
     obj = s.hardware_objectives(archs[0], "pynq-z1")
     assert obj["latency_s_max_unroll"] < obj["latency_s_min_unroll"]
     kept = preselect(archs, lambda a: s.hardware_objectives(a, "pynq-z1"), keep=5)
     assert len(kept) == 5 and all(k in archs for k in kept)
+    # The search's view of the same models: estimated figures in microseconds and microjoules.
+    est = s.estimates(archs[0])
+    assert est["fpga_latency_us_min_unroll"] == pytest.approx(obj["latency_s_min_unroll"] * 1e6)
+    assert est["fpga_energy_uj_max_unroll"] == pytest.approx(obj["energy_j_max_unroll"] * 1e6)
+    assert est["fpga_throughput_max_unroll"] > est["fpga_throughput_min_unroll"]
+    assert s.estimate_source().startswith("estimated (HALF model, pynq-z1")
+    with pytest.raises(ConfigError, match="board"):
+        HalfSpace(INPUT, board="not-a-board")
 
 
-def test_detection_rates_and_limits():
-    y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
-    p = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1, 0])
-    det, fa = detection_rates(y, p)
-    assert det == pytest.approx(5 / 6) and fa == pytest.approx(1 / 4)
-    assert not AcceptanceLimits().accepts(det, fa)
-    assert AcceptanceLimits(0.8, 0.3).accepts(det, fa)
-    with pytest.raises(ConfigError):
-        AcceptanceLimits(1.5)
+def test_integer_genes_and_keys():
+    s = HalfSpace(INPUT, max_depth=6)
+    assert len(s.genes()) == 12 and s.int_bounds()[1] == (0, 63)
+    for arch in s.sample(20, seed=7):
+        assert s.decode_int(s.encode_int(arch)) == arch
+        assert HalfArch.from_key(arch.key()) == arch
+    genes = s.encode_int(s.sample(1, seed=8)[0])
+    genes[1] = 64  # a layer type that does not exist
+    assert s.decode_int(genes) is None
+    with pytest.raises(ConfigError, match="not a HALF key"):
+        HalfArch.from_key("bionet-b1-x1-l16")
 
 
 def test_keras_builder_and_fold(tmp_path):
     pytest.importorskip("tf_keras")
     from host.spaces.half import fold_batchnorm
 
-    s = HalfSpace()
     arch = HalfArch((SepConv(5, 2, 2, 8), MaxPool(2), SepConv(3, 1, 1, 4)))
-    m = s.build_keras_model(arch, 256, 1, 2)
+    m = build_half_model(arch, INPUT)
     rng = np.random.default_rng(0)
     for layer in m.layers:
         if layer.name.endswith("_bn"):

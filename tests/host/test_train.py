@@ -10,7 +10,16 @@ import pytest
 from host.data import EcgDatasetConfig, load_ecg_dataset
 from host.errors import ConfigError
 from host.spaces import BioNetArch
-from host.train import TrainConfig, balanced_class_weights, classification_metrics, train_model
+from host.spaces.base import get_space
+from host.tasks.ecg import EcgClassification
+from host.train import (
+    TrainConfig,
+    balanced_class_weights,
+    classification_metrics,
+    detection_rates,
+    train_candidate,
+    train_model,
+)
 
 
 def test_metrics_by_hand() -> None:
@@ -27,6 +36,20 @@ def test_metrics_by_hand() -> None:
     # a class never predicted has precision 0, not NaN
     m2 = classification_metrics(np.array([0, 1]), np.array([0, 0]), ["a", "b"])
     assert m2["per_class"]["b"]["precision"] == 0.0
+    # Detection: every class but the first counts; here 2 of 3 anomalous windows are caught
+    # (the b called a is missed) and 1 of 3 normal windows raises a false alarm.
+    assert m["detection_rate"] == pytest.approx(2 / 3)
+    assert m["false_alarm_rate"] == pytest.approx(1 / 3)
+
+
+def test_detection_rates_by_hand() -> None:
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0])
+    p = np.array([1, 1, 1, 0, 0, 0, 1, 1, 0])
+    det, fa = detection_rates(y, p)
+    assert det == pytest.approx(0.75) and fa == pytest.approx(0.4)
+    det, fa = detection_rates(np.array([0, 2, 1]), np.array([0, 1, 2]), positive=[1, 2])
+    assert det == 1.0 and fa == 0.0
+    assert np.isnan(detection_rates(np.array([0]), np.array([0]))[0])
 
 
 def test_train_config_validation() -> None:
@@ -34,8 +57,11 @@ def test_train_config_validation() -> None:
         TrainConfig(epochs=0)
     with pytest.raises(ConfigError, match="class_weights"):
         TrainConfig(class_weights="inverse")
-    with pytest.raises(ConfigError, match="clipnorm: must be positive or None, not -1"):
+    with pytest.raises(ConfigError, match="clipnorm: must be positive, 0 or None, not -1"):
         TrainConfig(clipnorm=-1)
+    assert TrainConfig(clipnorm=0).clipnorm is None  # TOML has no null: 0 turns it off
+    # verbosity does not make another training
+    assert TrainConfig(verbose=2) == TrainConfig(verbose=0)
     w = balanced_class_weights(np.array([0, 0, 0, 1]), 3)
     assert w[0] == pytest.approx(4 / 6) and w[1] == pytest.approx(2.0) and w[2] == 0.0
 
@@ -49,7 +75,11 @@ def test_train_small_network_on_real_windows(data_dir: Path, tmp_path: Path) -> 
         cache_dir=str(tmp_path),
     )
     ds = load_ecg_dataset(cfg)
-    res = train_model(BioNetArch(1, 1, 4), ds, TrainConfig(epochs=3, batch_size=32, seed=1))
+    task = EcgClassification(cfg)
+    space = get_space("bionet", task.input_spec())
+    res = train_candidate(
+        space, BioNetArch(1, 1, 4), task, ds, TrainConfig(epochs=3, batch_size=32, seed=1)
+    )
     assert res.train_seconds > 0 and 1 <= res.epochs_run <= 3
     assert set(res.history) >= {"loss", "val_loss"}
     for m in (res.val_metrics, res.test_metrics):
@@ -63,16 +93,16 @@ def test_train_small_network_on_real_windows(data_dir: Path, tmp_path: Path) -> 
     assert "patient-wise" in summary["split"]
 
 
-def test_gradients_are_clipped_as_configured() -> None:
-    from host.search.config import TrainSection
+def test_gradients_are_clipped_as_configured(data_dir: Path, tmp_path: Path) -> None:
     from host.train.tfenv import import_keras
-    from host.train.trainer import compile_model
 
     keras = import_keras()
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
-    compile_model(model, 1e-3, TrainConfig().clipnorm)
-    assert model.optimizer.clipnorm == 1.0  # the default guards the LSTM
-    compile_model(model, 1e-3, None)
-    assert model.optimizer.clipnorm is None
-    # In a search config, 0 turns clipping off (TOML has no null).
-    assert TrainSection(clipnorm=0).train_config(0).clipnorm is None
+    cfg = EcgDatasetConfig(records=("100", "106"), max_windows_per_record=20, window=32,
+                           split="random", cache_dir=str(tmp_path))
+    ds = load_ecg_dataset(cfg)
+    for clipnorm, expected in ((None, None), (1.0, 1.0)):
+        model = keras.Sequential([keras.Input((32, 1)), keras.layers.Flatten(),
+                                  keras.layers.Dense(2, activation="softmax")])
+        train_model(model, ds, TrainConfig(epochs=1, clipnorm=clipnorm, patience=None))
+        assert model.optimizer.clipnorm == expected
+    assert TrainConfig().clipnorm == 1.0  # the default guards the LSTM

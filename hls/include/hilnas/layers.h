@@ -9,11 +9,17 @@
 // UC (input channels) are HALF's unrolling factors. The loop nests are tiled so that the
 // inner UF x UK x UC multiply-accumulates happen in one pipelined cycle (II=1); a layer's
 // cycles per output position are therefore ceil(COUT/UF) * ceil(K/UK) * ceil(CIN/UC), the
-// l_i of the latency model in host/hw/half.py. The factors must divide their dimension
+// l_i of the latency model in device_agent/fpga/half.py. The factors must divide their dimension
 // (static_assert), so no partial tiles need guarding. Unrolling never changes the results.
 //
 // Weights and biases are const arrays: synthesis maps them to on-chip ROM (BRAM/LUTRAM),
 // partitioned by the unrolled dimensions. Nothing is ever read from external memory.
+//
+// Padding: the sliding-window layers (conv1d, depthwise1d, maxpool1d) take TFLite's 'valid'
+// or 'same' as their last template parameter. 'same' shifts padded positions into the line
+// buffer without reading the stream: the input zero point for the convolutions (in int8
+// arithmetic that is a real 0, so a padded tap adds nothing, as in TFLite's kernels, which
+// skip it) and -128 for max pooling (never larger than a real value, as TFLite ignores it).
 #ifndef HILNAS_LAYERS_H
 #define HILNAS_LAYERS_H
 
@@ -33,50 +39,89 @@ struct QuantCtx {
   int32_t act_max;
 };
 
+// TFLite's paddings of a sliding window.
+enum Padding { VALID = 0, SAME = 1 };
+
+// The geometry of a window of K positions moved by STRIDE over L input positions.
+// 'valid': (L - K) / STRIDE + 1 outputs, no padding. 'same': ceil(L / STRIDE) outputs, and
+// the padding that needs split as TFLite splits it: LEFT = TOTAL / 2, the rest on the right.
+template <int L, int K, int STRIDE, int PADDING>
+struct Window {
+  static_assert(PADDING == VALID || PADDING == SAME, "padding must be VALID or SAME");
+  static_assert(PADDING == SAME || L >= K, "input shorter than the window ('valid' padding)");
+  static constexpr int LOUT = PADDING == SAME ? (L + STRIDE - 1) / STRIDE : (L - K) / STRIDE + 1;
+  static constexpr int NEEDED = (LOUT - 1) * STRIDE + K - L;
+  static constexpr int TOTAL = NEEDED > 0 ? NEEDED : 0;
+  static constexpr int LEFT = TOTAL / 2;
+  static constexpr int POSITIONS = L + TOTAL;  // input positions including the padding
+
+  // Whether padded position `pos` lies outside the real input.
+  static bool padded(const int pos) {
+#pragma HLS INLINE
+    return pos < LEFT || pos >= LEFT + L;
+  }
+
+  // Whether the window that ends at padded position `pos` yields an output: complete,
+  // aligned to the stride and not past the last output. `produced` counts the outputs.
+  static bool emits(const int pos, int& produced) {
+#pragma HLS INLINE
+    const int first = pos - (K - 1);  // padded index of the window's first tap
+    if (first < 0 || first % STRIDE != 0 || produced >= LOUT) return false;
+    ++produced;
+    return true;
+  }
+};
+
 // ----------------------------------------------------------------------------------------
-// The line buffer of the 1-D convolutions: shift the K x CIN window by one position and
-// append the next input position (a shift register in hardware).
-template <int K, int CIN>
-inline void shift_in(act_t win[K][CIN], hls::stream<act_t>& in) {
+// The line buffer of the sliding-window layers: shift the K x C window by one position and
+// append the next position (a shift register in hardware). A padded position (`pad`) is
+// `pad_value` in every channel and reads nothing from the stream.
+template <int K, int C>
+inline void shift_in(act_t win[K][C], hls::stream<act_t>& in, const bool pad,
+                     const act_t pad_value) {
 #pragma HLS INLINE
   for (int k = 0; k < K - 1; ++k) {
 #pragma HLS UNROLL
-    for (int c = 0; c < CIN; ++c) win[k][c] = win[k + 1][c];
+    for (int c = 0; c < C; ++c) win[k][c] = win[k + 1][c];
   }
-  for (int c = 0; c < CIN; ++c) {
+  for (int c = 0; c < C; ++c) {
 #pragma HLS PIPELINE II = 1
-    win[K - 1][c] = in.read();
+    win[K - 1][c] = pad ? pad_value : in.read();
   }
 }
 
+// An empty line buffer (its content is shifted out before the first output).
+template <int K, int C>
+inline void clear_window(act_t win[K][C]) {
+  for (int k = 0; k < K; ++k)
+    for (int c = 0; c < C; ++c) win[k][c] = 0;
+}
+
 // ----------------------------------------------------------------------------------------
-// Standard 1-D convolution, 'valid' padding.
+// Standard 1-D convolution, 'valid' or 'same' padding.
 //   W[COUT][K][CIN] (TFLite CONV_2D filter [COUT, 1, K, CIN]), B[COUT] int32,
 //   M[COUT], S[COUT]: per-channel requantization multiplier and shift.
 // A line buffer of the last K input positions is the only state; an output is produced
 // whenever a window is complete and aligned to the stride.
-template <int L, int CIN, int COUT, int K, int STRIDE, int UF = 1, int UK = 1, int UC = 1>
+template <int L, int CIN, int COUT, int K, int STRIDE, int UF = 1, int UK = 1, int UC = 1,
+          int PADDING = VALID>
 void conv1d(hls::stream<act_t>& in, hls::stream<act_t>& out, const wgt_t W[COUT][K][CIN],
             const acc_t B[COUT], const int32_t M[COUT], const int32_t S[COUT],
             const QuantCtx q) {
-  static_assert(L >= K, "input shorter than the kernel");
   static_assert(COUT % UF == 0 && K % UK == 0 && CIN % UC == 0,
                 "unrolling factors must divide COUT, K and CIN");
-  constexpr int LOUT = (L - K) / STRIDE + 1;
+  typedef Window<L, K, STRIDE, PADDING> Geometry;
   act_t win[K][CIN];
 #pragma HLS ARRAY_PARTITION variable = win complete dim = 1
-  for (int k = 0; k < K; ++k)
-    for (int c = 0; c < CIN; ++c) win[k][c] = 0;
+  clear_window<K, CIN>(win);
 #pragma HLS ARRAY_PARTITION variable = W cyclic factor = UF dim = 1
 #pragma HLS ARRAY_PARTITION variable = W cyclic factor = UK dim = 2
 #pragma HLS ARRAY_PARTITION variable = W cyclic factor = UC dim = 3
   int produced = 0;
 pos_loop:
-  for (int pos = 0; pos < L; ++pos) {
-    shift_in<K, CIN>(win, in);
-    const int first = pos - (K - 1);  // input index of the window's first tap
-    if (first < 0 || first % STRIDE != 0 || produced >= LOUT) continue;
-    ++produced;
+  for (int pos = 0; pos < Geometry::POSITIONS; ++pos) {
+    shift_in<K, CIN>(win, in, Geometry::padded(pos), act_t(q.in_zp));
+    if (!Geometry::emits(pos, produced)) continue;
   filter_tiles:
     for (int f0 = 0; f0 < COUT; f0 += UF) {
       int32_t acc[UF];
@@ -164,32 +209,29 @@ pos_loop:
 }
 
 // ----------------------------------------------------------------------------------------
-// Depthwise 1-D convolution with channel multiplier MULT, 'valid' padding.
+// Depthwise 1-D convolution with channel multiplier MULT, 'valid' or 'same' padding.
 // Output channel o = c * MULT + m reads only input channel c (TFLite DEPTHWISE_CONV_2D).
 //   W[K][CIN * MULT] (TFLite filter [1, 1, K, CIN*MULT]).
 // Unrolling: UF output channels and UK taps per cycle (there is no input-channel
 // reduction to unroll in a depthwise layer).
-template <int L, int CIN, int MULT, int K, int STRIDE, int UF = 1, int UK = 1>
+template <int L, int CIN, int MULT, int K, int STRIDE, int UF = 1, int UK = 1,
+          int PADDING = VALID>
 void depthwise1d(hls::stream<act_t>& in, hls::stream<act_t>& out,
                  const wgt_t W[K][CIN * MULT], const acc_t B[CIN * MULT],
                  const int32_t M[CIN * MULT], const int32_t S[CIN * MULT], const QuantCtx q) {
   constexpr int COUT = CIN * MULT;
-  static_assert(L >= K, "input shorter than the kernel");
   static_assert(COUT % UF == 0 && K % UK == 0, "unrolling factors must divide COUT and K");
-  constexpr int LOUT = (L - K) / STRIDE + 1;
+  typedef Window<L, K, STRIDE, PADDING> Geometry;
   act_t win[K][CIN];
 #pragma HLS ARRAY_PARTITION variable = win complete dim = 1
-  for (int k = 0; k < K; ++k)
-    for (int c = 0; c < CIN; ++c) win[k][c] = 0;
+  clear_window<K, CIN>(win);
 #pragma HLS ARRAY_PARTITION variable = W cyclic factor = UK dim = 1
 #pragma HLS ARRAY_PARTITION variable = W cyclic factor = UF dim = 2
   int produced = 0;
 pos_loop:
-  for (int pos = 0; pos < L; ++pos) {
-    shift_in<K, CIN>(win, in);
-    const int first = pos - (K - 1);
-    if (first < 0 || first % STRIDE != 0 || produced >= LOUT) continue;
-    ++produced;
+  for (int pos = 0; pos < Geometry::POSITIONS; ++pos) {
+    shift_in<K, CIN>(win, in, Geometry::padded(pos), act_t(q.in_zp));
+    if (!Geometry::emits(pos, produced)) continue;
     for (int o0 = 0; o0 < COUT; o0 += UF) {
       int32_t acc[UF];
 #pragma HLS ARRAY_PARTITION variable = acc complete
@@ -216,31 +258,21 @@ pos_loop:
 }
 
 // ----------------------------------------------------------------------------------------
-// 1-D max pooling, 'valid' padding (TFLite MAX_POOL_2D: input and output share scale and
-// zero point, so only the fused-activation clamp applies). UF channels compared per cycle.
-template <int L, int C, int POOL, int STRIDE, int UF = 1>
+// 1-D max pooling, 'valid' or 'same' padding (TFLite MAX_POOL_2D: input and output share
+// scale and zero point, so only the fused-activation clamp applies). UF channels compared
+// per cycle.
+template <int L, int C, int POOL, int STRIDE, int UF = 1, int PADDING = VALID>
 void maxpool1d(hls::stream<act_t>& in, hls::stream<act_t>& out, const int32_t act_min = -128,
                const int32_t act_max = 127) {
-  static_assert(L >= POOL, "input shorter than the pooling window");
   static_assert(C % UF == 0, "unrolling factor must divide C");
-  constexpr int LOUT = (L - POOL) / STRIDE + 1;
+  typedef Window<L, POOL, STRIDE, PADDING> Geometry;
   act_t win[POOL][C];
 #pragma HLS ARRAY_PARTITION variable = win complete dim = 1
-  for (int p = 0; p < POOL; ++p)
-    for (int c = 0; c < C; ++c) win[p][c] = 0;
+  clear_window<POOL, C>(win);
   int produced = 0;
-  for (int pos = 0; pos < L; ++pos) {
-    for (int p = 0; p < POOL - 1; ++p) {
-#pragma HLS UNROLL
-      for (int c = 0; c < C; ++c) win[p][c] = win[p + 1][c];
-    }
-    for (int c = 0; c < C; ++c) {
-#pragma HLS PIPELINE II = 1
-      win[POOL - 1][c] = in.read();
-    }
-    const int first = pos - (POOL - 1);
-    if (first < 0 || first % STRIDE != 0 || produced >= LOUT) continue;
-    ++produced;
+  for (int pos = 0; pos < Geometry::POSITIONS; ++pos) {
+    shift_in<POOL, C>(win, in, Geometry::padded(pos), act_t(-128));
+    if (!Geometry::emits(pos, produced)) continue;
     for (int c0 = 0; c0 < C; c0 += UF) {
 #pragma HLS PIPELINE II = 1
       for (int cu = 0; cu < UF; ++cu) {

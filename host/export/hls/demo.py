@@ -27,16 +27,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import tf_keras as keras
 from host.export.tflite import convert
-from host.spaces.half import HalfArch, HalfSpace, MaxPool, SepConv, fold_batchnorm
+from host.spaces.base import InputSpec
+from host.spaces.half import HalfArch, MaxPool, SepConv, build_half_model, fold_batchnorm
 req = json.loads(open(sys.argv[1]).read())
 layers = tuple(SepConv(*l[1:]) if l[0] == "s" else MaxPool(l[1]) for l in req["layers"])
 arch = HalfArch(layers)
 d = np.load(req["data"])
 x, y = d["x"], d["y"]
 n_classes = int(req["n_classes"])
-space = HalfSpace(input_length=x.shape[1], n_channels=x.shape[2], n_classes=n_classes)
 keras.utils.set_random_seed(int(req["seed"]))
-model = space.build_keras_model(arch, x.shape[1], x.shape[2], n_classes)
+model = build_half_model(arch, InputSpec(x.shape[1], x.shape[2], n_classes))
 model.compile(optimizer=keras.optimizers.Adam(3e-3),
               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 if req["epochs"] > 0:

@@ -1,0 +1,99 @@
+"""`hilnas search` with every registered space and every registered strategy, for real.
+
+Each case is a small real configuration: MIT-BIH windows, tf-keras training, int8 export,
+through the command line. The runs share one runs directory, so a network trained by an
+earlier case comes from the store in a later one (as it would for a user), while every
+strategy still proposes, scores and records its own generations.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_space_contract import SMALL  # type: ignore[import-not-found]
+
+from host.cli import main
+from host.search.prescreen import available_prescreeners
+from host.search.runner import STORE_NAME
+from host.search.strategies import available_strategies
+from host.spaces.base import available_spaces
+from host.store.sqlite import RunStore
+
+CASES = [(space, strategy) for space in sorted(SMALL) for strategy in available_strategies()]
+
+
+def _toml(doc: dict[str, Any]) -> str:
+    """A TOML document of tables, arrays of tables and scalars (enough for a config)."""
+    lines: list[str] = []
+
+    def value(v: Any) -> str:
+        return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
+
+    for key, v in doc.items():
+        if not isinstance(v, (dict, list)):
+            lines.append(f"{key} = {value(v)}")
+    for key, v in doc.items():
+        tables = [v] if isinstance(v, dict) else v if isinstance(v, list) else []
+        for table in tables:
+            lines.append(f"[{key}]" if isinstance(v, dict) else f"[[{key}]]")
+            lines += [f"{k} = {value(x)}" for k, x in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("matrix")
+
+
+def _config(runs: Path, space: str, strategy: str, surrogate: str = "none") -> Path:
+    doc = {
+        "run": {"name": f"{space}-{strategy}", "seed": 1, "out_dir": str(runs)},
+        "data": {"preset": "normal-vs-anomalous", "records": ["100", "106", "119", "208"],
+                 "max_windows_per_record": 30, "split": "random", "sample_rate": 180,
+                 "window": 64},
+        "space": {"name": space, **SMALL[space]},
+        "train": {"epochs": 1, "batch_size": 32, "patience": 0},
+        "strategy": {"name": strategy, "population": 2, "generations": 1,
+                     "encoding": "integer", "surrogate": surrogate, "random_fraction": 0.5},
+        "objectives": [{"metric": "f1_macro"}, {"metric": "storage_int8_bytes"}],
+        "budget": {"max_trainings": 3},
+    }
+    path = runs / f"{space}-{strategy}-{surrogate}.toml"
+    path.write_text(_toml(doc))
+    return path
+
+
+def test_the_cases_cover_every_space_and_strategy() -> None:
+    assert {s for s, _ in CASES} == set(available_spaces())
+    assert {t for _, t in CASES} == set(available_strategies())
+
+
+@pytest.mark.parametrize(("space", "strategy"), CASES)
+def test_search_runs_every_space_with_every_strategy(
+    data_dir: Path, runs: Path, space: str, strategy: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _config(runs, space, strategy)
+    assert main(["search", str(path), "--no-progress", "--no-report", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    store = RunStore(runs / STORE_NAME)
+    evaluations = store.evaluations(result["run"])
+    assert evaluations and {e["strategy"] for e in evaluations} == {strategy}
+    trained = [e for e in evaluations if e["stage"] in ("export", "measure", "train")]
+    assert trained, "no candidate reached training"
+    assert all(e["arch_key"].startswith(space) for e in trained)
+    assert 1 <= result["trainings"] <= 3 and result["front"]
+    assert all(Path(f["files"]["tflite"]).is_file() for f in result["front"])
+    assert store.run(result["run"]).status == "done"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("surrogate", [p for p in available_prescreeners() if p != "none"])
+def test_every_prescreener_runs_in_a_real_search(
+    data_dir: Path, runs: Path, surrogate: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _config(runs, "half", "nsga2", surrogate)
+    assert main(["search", str(path), "--no-progress", "--no-report", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["front"]
