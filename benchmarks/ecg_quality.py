@@ -19,7 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from host.data import EcgDatasetConfig, load_ecg_dataset  # noqa: E402
 from host.hw.costs import analytic_costs  # noqa: E402
 from host.spaces import BioNetArch  # noqa: E402
-from host.train import TrainConfig, train_model  # noqa: E402
+from host.spaces.base import get_space  # noqa: E402
+from host.tasks.ecg import EcgClassification  # noqa: E402
+from host.train import TrainConfig, train_candidate  # noqa: E402
 
 ARCHS = {
     "small": BioNetArch(0, 1, 4),  # LSTM(16) only
@@ -48,8 +50,9 @@ def main() -> int:
                 f"train {len(ds.y_train)}, val {len(ds.y_val)}, test {len(ds.y_test)} windows"
             )
             for name, arch in ARCHS.items():
-                res = train_model(
-                    arch, ds, TrainConfig(
+                task = EcgClassification(ds.config)
+                res = train_candidate(
+                    get_space("bionet", task.input_spec()), arch, task, ds, TrainConfig(
                         epochs=EPOCHS, patience=2, batch_size=32, seed=0,
                         class_weights=None if CLASS_WEIGHTS == "none" else CLASS_WEIGHTS,
                     )

@@ -19,17 +19,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from host.data import EcgDatasetConfig, load_ecg_dataset  # noqa: E402
 from host.export.evaluate import evaluate_tflite  # noqa: E402
 from host.export.tflite import convert_many, model_ops  # noqa: E402
-from host.spaces import BioNetArch, build_keras_model  # noqa: E402
-from host.train import TrainConfig, train_model  # noqa: E402
+from host.spaces import BioNetArch  # noqa: E402
+from host.spaces.base import get_space  # noqa: E402
+from host.tasks.ecg import EcgClassification  # noqa: E402
+from host.train import TrainConfig, train_candidate  # noqa: E402
 
 
 def main() -> int:
     preset = os.environ.get("BENCH_PRESET", "normal-vs-anomalous")
     ds = load_ecg_dataset(EcgDatasetConfig(preset=preset, max_windows_per_record=150))
     arch = BioNetArch(2, 2, 5)
-    res = train_model(arch, ds, TrainConfig(epochs=8, patience=2, batch_size=32, seed=0))
-    export = build_keras_model(arch, ds.window, 1, ds.n_classes, batch_size=1)
-    export.set_weights(res.model.get_weights())
+    task = EcgClassification(ds.config)
+    space = get_space("bionet", task.input_spec())
+    res = train_candidate(space, arch, task, ds,
+                          TrainConfig(epochs=8, patience=2, batch_size=32, seed=0))
+    export = space.export_model(res.model, arch, task)
     models = convert_many(
         export,
         ["float32", "int8"],

@@ -1,4 +1,4 @@
-"""Training overhead: `train_model` time divided by a plain `model.fit` on the same arrays.
+"""Training overhead: `train_candidate` time divided by a plain `model.fit` on the same arrays.
 
 Same network (bionet-b1-x1-l16), same arrays (normal-vs-anomalous, patient-wise, 100
 windows per record), same epochs (4, early stopping off so both do equal work), batch 32.
@@ -18,7 +18,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from host.data import EcgDatasetConfig, load_ecg_dataset  # noqa: E402
 from host.spaces import BioNetArch, build_keras_model  # noqa: E402
-from host.train import TrainConfig, train_model  # noqa: E402
+from host.spaces.base import get_space  # noqa: E402
+from host.tasks.ecg import EcgClassification  # noqa: E402
+from host.train import TrainConfig, train_candidate  # noqa: E402
 from host.train.tfenv import import_keras  # noqa: E402
 
 EPOCHS = 4
@@ -50,14 +52,15 @@ def main() -> int:
     for _ in range(3):
         plain_t.append(plain(ds, arch))
         t0 = time.perf_counter()
-        res = train_model(arch, ds, cfg)
+        task = EcgClassification(ds.config)
+        res = train_candidate(get_space("bionet", task.input_spec()), arch, task, ds, cfg)
         total_t.append(time.perf_counter() - t0)
         fit_t.append(res.train_seconds)
     print(f"{arch.key()}, {len(ds.y_train)} training windows, {EPOCHS} epochs, runs: 3")
     runs = ", ".join(f"{t:.2f}" for t in plain_t)
     print(f"plain build+compile+fit   : {min(plain_t):.2f} s  (runs {runs})")
-    print(f"train_model, fit only     : {min(fit_t):.2f} s")
-    print(f"train_model, whole call   : {min(total_t):.2f} s  (also predicts val and test)")
+    print(f"train_candidate, fit only : {min(fit_t):.2f} s")
+    print(f"train_candidate, whole    : {min(total_t):.2f} s  (also predicts val and test)")
     ratio = min(total_t) / min(plain_t)
     print(
         f"overhead ratio whole call / plain fit: {ratio:.3f} (target <= 1.1): "

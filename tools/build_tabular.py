@@ -79,7 +79,7 @@ def main() -> int:
             "val": {k: v for k, v in m["val"].items() if not isinstance(v, (dict, list))},
             "test": {k: v for k, v in m["test"].items() if not isinstance(v, (dict, list))},
             "train_seconds": m.get("train_seconds"),
-            "export_seconds": m.get("export_seconds"),
+            "export_seconds": model["export_seconds"] if model else None,
             "model_bytes": model["bytes"] if model else None,
             "status": ev["status"],
         }

@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"      {ds.split_description}", flush=True)
     print(f"[2/4] training {arch.key()}", flush=True)
     result = train_candidate(space, arch, task, ds, tcfg)
-    result.model.save(out / "model.keras")
+    result.model.save(str(out / "model.keras"), save_format="keras_v3")
     report: dict[str, Any] = {
         **result.summary(),
         "dataset": {"hash": ds.config_hash, "classes": list(ds.class_names), "counts": ds.counts()},

@@ -104,7 +104,7 @@ def convert_many(
         else:
             model_path = tmpdir / "model.keras"
             try:
-                model_or_saved_path.save(model_path)
+                model_or_saved_path.save(str(model_path), save_format="keras_v3")
             except Exception as exc:  # Keras raises several kinds for unsavable models
                 raise ConversionError(f"could not save the model for conversion: {exc}") from exc
         rep_path = None

@@ -301,6 +301,7 @@ def _winners(front_doc: dict[str, Any], axes: list[Axis]) -> str:
     entries = front_doc.get("front", [])
     if len(entries) < 2:
         return ""
+    quality = [a for a in axes if a.kind == "quality"]
     targets = [a for a in axes if a.kind != "quality"]
     # Throughput figures a space estimates are worth a row even when not an objective.
     extra = sorted({lb for entry in entries for lb in entry.get("figures", {})
@@ -319,16 +320,19 @@ def _winners(front_doc: dict[str, Any], axes: list[Axis]) -> str:
         topology = (" &rarr; ".join(e(_layer_text(layer)) for layer in layers)
                     if layers else e(best["arch"]))
         params = best["figures"].get("params", {}).get("value")
+        scores = "".join(f"<td>{_fmt(best['objectives'].get(q.label))}</td>" for q in quality)
         rows.append(
             f"<tr><td>{'max' if axis.maximise else 'min'} {e(axis.label)}</td>"
             f"<td><code>{e(best['arch'])}</code></td><td>{_fmt(value)}{_badge(source)}</td>"
-            f"<td>{_fmt(params)}</td><td>{topology}</td></tr>"
+            f"{scores}<td>{_fmt(params)}</td><td>{topology}</td></tr>"
         )
     note = (f"{len(winners)} different front members win across {len(rows)} objectives."
             if rows else "")
     return ("<h2>Winners by objective</h2><p>The front member that is best for each "
             f"hardware objective, with its topology. {note}</p><table><tr><th>objective</th>"
-            "<th>architecture</th><th>value</th><th>params</th><th>topology</th></tr>"
+            "<th>architecture</th><th>value</th>"
+            + "".join(f"<th>{e(q.label)}</th>" for q in quality)
+            + "<th>params</th><th>topology</th></tr>"
             + "".join(rows) + "</table>")
 
 

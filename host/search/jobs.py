@@ -92,7 +92,9 @@ def run_training_job(job: TrainJob) -> TrainOutcome:
     export = space.export_model(result.model, arch, task)
     with tempfile.TemporaryDirectory(prefix="hilnas-train-") as tmp:
         path = Path(tmp) / "model.keras"
-        export.save(path)
+        # save_format explicitly: tf_keras saves a second ".keras" file of a thread as HDF5
+        # (docs/decisions.md, "tf_keras saves .keras as HDF5 in threads").
+        export.save(str(path), save_format="keras_v3")
         keras_model = path.read_bytes()
     metrics = {
         "val": result.val_metrics,

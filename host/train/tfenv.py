@@ -81,7 +81,11 @@ def import_tf() -> Any:
         with _IMPORT_LOCK:
             if "tensorflow" not in sys.modules:
                 with quiet_native_startup():
-                    import tensorflow  # noqa: F401
+                    import tensorflow
+
+                    # Device discovery (the CUDA probe) runs on first use, not at import:
+                    # make it happen here, inside the capture.
+                    tensorflow.config.list_physical_devices()
                 _quiet_python_logging()
     import tensorflow as tf
 
