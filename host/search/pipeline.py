@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -196,6 +197,11 @@ class CandidatePipeline:
             for name in devices
         }
         self._lock = threading.Lock()
+        # The core that training leaves free (executor.tf_threads) is shared by the
+        # converter and the agents that run on this machine: a conversion running beside a
+        # local measurement would be timed with it, so the two take turns.
+        self.local_devices = {d.name for d in cfg.devices if d.address.startswith("local")}
+        self._spare_core = threading.Lock()
         self.device_busy_s: dict[str, float] = dict.fromkeys(devices, 0.0)
         self._representative: np.ndarray | None = None
 
@@ -385,7 +391,6 @@ class CandidatePipeline:
     def _convert(self, key: str, trained: Trained) -> dict[str, Any]:
         from host.export.tflite import convert
 
-        t0, start = time.perf_counter(), time.time()
         meta = {
             **self.data.metadata(),
             "arch": key,
@@ -394,9 +399,11 @@ class CandidatePipeline:
             "task": self.task.name,
             "train_key": trained.train_key,
         }
-        model = convert(trained.keras_path, "int8", representative=self.representative(),
-                        metadata=meta, batch_size=None)
-        seconds = time.perf_counter() - t0
+        with self._spare_core:
+            t0, start = time.perf_counter(), time.time()
+            model = convert(trained.keras_path, "int8", representative=self.representative(),
+                            metadata=meta, batch_size=None)
+            seconds = time.perf_counter() - t0
         sha = hashlib.sha256(model).hexdigest()
         path = self.models_dir / f"{key}-{sha[:12]}.tflite"
         _write_atomic(path, model)
@@ -428,13 +435,16 @@ class CandidatePipeline:
         device = self.devices[device_name]
         deadline = time.monotonic() + self.cfg.budget.device_retry_seconds
         delay = 1.0
+        spare_core = self._spare_core if device_name in self.local_devices else nullcontext()
         while True:
-            t0, start = time.perf_counter(), time.time()
             try:
-                if what == "measure":
-                    data = device.measure(Path(model["path"]), self.cfg.measure).to_json()
-                else:
-                    data = self._validate_on(device, Path(model["path"]))
+                with spare_core:
+                    t0, start = time.perf_counter(), time.time()
+                    if what == "measure":
+                        data = device.measure(Path(model["path"]), self.cfg.measure).to_json()
+                    else:
+                        data = self._validate_on(device, Path(model["path"]))
+                    seconds = time.perf_counter() - t0
             except DeviceUnavailable as exc:
                 if time.monotonic() + delay > deadline:
                     self._device_gone(device_name, str(exc))
@@ -444,7 +454,6 @@ class CandidatePipeline:
                 time.sleep(delay)
                 delay = min(delay * 2, 15.0)
                 continue
-            seconds = time.perf_counter() - t0
             self.store.add_measurement(sha, device_name, runtime, settings_hash, data, seconds)
             self._timed(f"{what}:{device_name}", sha, start, seconds)
             with self._lock:

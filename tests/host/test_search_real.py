@@ -69,6 +69,33 @@ def test_real_search_trains_exports_and_measures(finished_run) -> None:  # type:
     assert (result.run_dir / "report.html").read_text().count("<img") >= 2
 
 
+def test_stages_are_timed_and_overlap_as_designed(finished_run) -> None:  # type: ignore[no-untyped-def]
+    """Every pipeline stage is timed; a candidate's export runs while the next one trains;
+    a conversion never runs beside a measurement on this machine's local device."""
+    tmp, cfg, result = finished_run
+    store = RunStore(tmp / "runs" / STORE_NAME)
+    timings = store.timings(result.run_id)
+    phases = {t["phase"] for t in timings}
+    assert {"screen", "train", "export", "measure:local", "score"} <= phases
+
+    def spans(phase: str) -> list[tuple[float, float]]:
+        return [(t["start"], t["start"] + t["seconds"]) for t in timings if t["phase"] == phase]
+
+    trains, exports, measures = spans("train"), spans("export"), spans("measure:local")
+    assert len(trains) >= 2
+    assert any(e0 < t1 and t0 < e1 for e0, e1 in exports for t0, t1 in trains), \
+        "no export overlapped a training"
+    assert not any(e0 < m1 and m0 < e1 for e0, e1 in exports for m0, m1 in measures), \
+        "a conversion ran beside a local measurement"
+    evs = store.evaluations(result.run_id)
+    assert {e["stage"] for e in evs if e["arch_key"]} == {"measure"}
+    out = subprocess.run(HOST + ["runs", "--out", str(tmp / "runs"), "--json"],
+                         capture_output=True, text=True, timeout=60, check=True)
+    (row,) = [r for r in json.loads(out.stdout) if r["run"] == result.run_id]
+    assert row["status"] == "done" and row["trainings"] == result.trainings
+    assert row["front_size"] == len(result.front)
+
+
 def test_missing_device_is_recorded_not_fatal(finished_run) -> None:  # type: ignore[no-untyped-def]
     tmp, cfg, result = finished_run
     store = RunStore(tmp / "runs" / STORE_NAME)
