@@ -8,7 +8,7 @@ cannot produce is a `ConfigError` before anything is trained.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -35,10 +35,6 @@ class MetricSpec:
     kind: MetricKind
     unit: str = ""
     description: str = ""
-
-    @property
-    def minimise(self) -> bool:
-        return not self.maximise
 
 
 _A, _D = MetricKind.ANALYTIC, MetricKind.DEVICE
@@ -80,8 +76,3 @@ def catalogue(*groups: Iterable[MetricSpec]) -> dict[str, MetricSpec]:
                 raise ConfigError(f"metric {spec.name!r} is defined twice, differently")
             out[spec.name] = spec
     return out
-
-
-def names(specs: Mapping[str, MetricSpec], kind: MetricKind) -> tuple[str, ...]:
-    """The names of the metrics of one kind, in catalogue order."""
-    return tuple(n for n, s in specs.items() if s.kind is kind)

@@ -202,7 +202,6 @@ class CandidatePipeline:
         # local measurement would be timed with it, so the two take turns.
         self.local_devices = {d.name for d in cfg.devices if d.address.startswith("local")}
         self._spare_core = threading.Lock()
-        self.device_busy_s: dict[str, float] = dict.fromkeys(devices, 0.0)
         self._representative: np.ndarray | None = None
 
     # ------------------------------------------------------------------ keys
@@ -456,8 +455,6 @@ class CandidatePipeline:
                 continue
             self.store.add_measurement(sha, device_name, runtime, settings_hash, data, seconds)
             self._timed(f"{what}:{device_name}", sha, start, seconds)
-            with self._lock:
-                self.device_busy_s[device_name] += seconds
             return data
 
     def _validate_on(self, device: Device, path: Path) -> dict[str, Any]:

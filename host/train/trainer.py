@@ -118,11 +118,6 @@ def predict(model: Any, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
 
 
-def predict_classes(model: Any, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Return argmax predictions of a Keras model."""
-    return predict(model, x, batch_size).reshape(len(x), -1).argmax(axis=-1).astype(np.int64)
-
-
 def default_task(data: Any) -> Task:
     """The ECG classification task of a dataset built by host.data (its config)."""
     from host.tasks.ecg import EcgClassification
