@@ -49,23 +49,30 @@ def tflite_outputs(model: bytes, x: np.ndarray) -> np.ndarray:
     if batch != 1:
         it.resize_tensor_input(inp["index"], [1, *shape[1:]])
     it.allocate_tensors()
-    dtype = inp["dtype"]
-    scale, zero = inp.get("quantization", (0.0, 0))
-    if dtype in (np.int8, np.uint8):
-        info = np.iinfo(dtype)
-        xq = np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
-    else:
-        xq = x.astype(dtype)
+    xq = quantize(x, inp["dtype"], *inp.get("quantization", (0.0, 0)))
     n_out = int(out["shape"][-1])
     ys = np.empty((len(x), n_out), np.float32)
     for i in range(len(x)):
         it.set_tensor(inp["index"], xq[i : i + 1])
         it.invoke()
         ys[i] = it.get_tensor(out["index"])[0]
-    o_scale, o_zero = out.get("quantization", (0.0, 0))
-    if out["dtype"] in (np.int8, np.uint8) and o_scale:
-        ys = (ys - o_zero) * o_scale
-    return ys
+    return dequantize(ys, out["dtype"], *out.get("quantization", (0.0, 0)))
+
+
+def quantize(x: np.ndarray, dtype: Any, scale: float, zero_point: int) -> np.ndarray:
+    """Float windows as a quantized input tensor reads them (unchanged for a float input)."""
+    if np.dtype(dtype) in (np.dtype(np.int8), np.dtype(np.uint8)) and scale:
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+    return np.asarray(x).astype(dtype)
+
+
+def dequantize(y: np.ndarray, dtype: Any, scale: float, zero_point: int) -> np.ndarray:
+    """A quantized output tensor's values as floats (unchanged for a float output)."""
+    y = np.asarray(y, dtype=np.float32)
+    if np.dtype(dtype) in (np.dtype(np.int8), np.dtype(np.uint8)) and scale:
+        return (y - zero_point) * scale
+    return y
 
 
 def config_from_metadata(meta: dict[str, Any], **overrides: Any) -> EcgDatasetConfig:

@@ -122,26 +122,6 @@ def read_metadata(buf: bytes, name: str = METADATA_NAME) -> dict[str, Any]:
     return data
 
 
-def io_types(buf: bytes) -> dict[str, list[str]]:
-    """Return the element types of the first subgraph's inputs and outputs."""
-    model = _root(buf)
-    sg = _vector(model, _MODEL_SUBGRAPHS)[0]
-    tensors = _vector(sg, 0)
-
-    def ints(slot: int) -> list[int]:
-        o = _field(sg, slot)
-        if not o:
-            return []
-        start = sg.Vector(o)
-        return [int(sg.Get(Int32Flags, start + 4 * i)) for i in range(sg.VectorLen(o))]
-
-    def type_of(i: int) -> str:
-        code = _scalar(tensors[i], 1, Uint8Flags)
-        return _TENSOR_TYPES.get(code, str(code))
-
-    return {"inputs": [type_of(i) for i in ints(1)], "outputs": [type_of(i) for i in ints(2)]}
-
-
 def _numbers(t: table.Table, slot: int, flags: Any, size: int) -> list[Any]:
     o = _field(t, slot)
     if not o:
@@ -182,6 +162,11 @@ def io_tensors(buf: bytes) -> dict[str, list[dict[str, Any]]]:
     inputs = [int(i) for i in _numbers(sg, 1, Int32Flags, 4)]
     outputs = [int(i) for i in _numbers(sg, 2, Int32Flags, 4)]
     return {"inputs": [describe(i) for i in inputs], "outputs": [describe(i) for i in outputs]}
+
+
+def io_types(buf: bytes) -> dict[str, list[str]]:
+    """Return the element types of the first subgraph's inputs and outputs."""
+    return {side: [t["dtype"] for t in tensors] for side, tensors in io_tensors(buf).items()}
 
 
 _BUILTIN_OPS = (

@@ -20,6 +20,7 @@ import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -343,8 +344,8 @@ def _plain(obj: Any) -> Any:
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
-    if hasattr(obj, "value") and hasattr(obj, "name") and not isinstance(obj, (int, float)):
-        return obj.value  # an Enum
+    if isinstance(obj, Enum):
+        return obj.value
     return obj
 
 

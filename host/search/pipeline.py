@@ -458,14 +458,14 @@ class CandidatePipeline:
             return data
 
     def _validate_on(self, device: Device, path: Path) -> dict[str, Any]:
+        from host.export.evaluate import dequantize, quantize
         from host.export.flatbuf import io_tensors
 
         model = path.read_bytes()
         io = io_tensors(model)
         inp, out = io["inputs"][0], io["outputs"][0]
-        x = np.asarray(self.data.x_val, dtype=np.float32)
-        if inp["dtype"] == "int8" and inp["scale"]:
-            x = np.clip(np.round(x / inp["scale"] + inp["zero_point"]), -128, 127).astype(np.int8)
+        x = quantize(np.asarray(self.data.x_val, np.float32), inp["dtype"], inp["scale"],
+                     inp["zero_point"])
         shape = [max(1, d) for d in inp["shape"]]
         outputs = []
         for i in range(0, len(x), VALIDATE_BATCH):
@@ -473,8 +473,7 @@ class CandidatePipeline:
             outputs += [np.asarray(o[0], dtype=np.float32).ravel()
                         for o in device.validate(model, batch)]
         y = np.stack(outputs) if outputs else np.zeros((0, 1), np.float32)
-        if out["dtype"] == "int8" and out["scale"]:
-            y = (y - out["zero_point"]) * out["scale"]
+        y = dequantize(y, out["dtype"], out["scale"], out["zero_point"])
         metrics = self.task.score(self.data.y_val, y)
         return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
