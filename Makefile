@@ -5,7 +5,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hilnas-installed
+# The shared workspace copy of the datasets when it exists; otherwise HILNAS_DATA_DIR stays
+# unset and the loaders download what they need into ~/.cache/hilnas (docs/data.md).
+ifneq ($(wildcard ../shared/data/mitdb),)
 export HILNAS_DATA_DIR ?= $(abspath ../shared/data)
+endif
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 

@@ -1,4 +1,4 @@
-"""`hilnas data build|download|presets`: prepare ECG datasets (classes, windows, splits)."""
+"""`hilnas data build|download|presets`: fetch and prepare datasets (classes, windows, splits)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,11 @@ def add_dataset_options(p: argparse.ArgumentParser, *, for_eval: bool = False) -
     Every default is EcgDatasetConfig's (one source of defaults, shared with `[data]` of a
     search configuration); an option left out takes it.
     """
-    p.add_argument("--data-dir", help="folder holding mitdb/ (default $HILNAS_DATA_DIR)")
+    p.add_argument(
+        "--data-dir",
+        help="folder holding mitdb/ (default $HILNAS_DATA_DIR; if unset, the user cache "
+        "~/.cache/hilnas or $HILNAS_CACHE_DIR, where missing records are downloaded)",
+    )
     p.add_argument("--records", help="comma-separated record names, or 'all' (default all)")
     p.add_argument("--preset", help="normal-vs-anomalous (default), aami5, ventricular or custom")
     if for_eval:
@@ -95,16 +99,78 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("data", help="prepare ECG datasets")
+    parser = sub.add_parser("data", help="download and prepare datasets")
     dsub = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     build = dsub.add_parser("build", help="build and cache a labelled, split dataset")
     add_dataset_options(build)
     build.add_argument("--json", action="store_true", help="print JSON")
     build.set_defaults(func=run)
-    dl = dsub.add_parser("download", help="download a PhysioNet database (needs internet)")
-    dl.add_argument("--database", default="mitdb")
-    dl.add_argument("--data-dir", default=None)
-    dl.add_argument("--records", default=None)
+    dl = dsub.add_parser(
+        "download",
+        help="download a dataset, checked against shipped SHA-256 sums (needs internet)",
+        description=(
+            "Download a dataset into DATA_DIR/DATABASE, verifying every file against the "
+            "SHA-256 sums shipped with hilnas (host/data/checksums). Files already present "
+            "and matching are kept; an interrupted download resumes on the next run. "
+            "TROIKA is never downloaded (licence): the error says where to get it. "
+            "See docs/data.md."
+        ),
+    )
+    dl.add_argument(
+        "--database",
+        default="mitdb",
+        choices=["mitdb", "cudb", "fsdd", "troika"],
+        help="mitdb (default) and cudb from PhysioNet, fsdd (Free Spoken Digit Dataset) "
+        "from its GitHub archive; troika only prints where to get it",
+    )
+    dl.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder that receives DATABASE/ (default $HILNAS_DATA_DIR, else the user cache "
+        "$HILNAS_CACHE_DIR or ~/.cache/hilnas)",
+    )
+    dl.add_argument(
+        "--records",
+        default=None,
+        help="comma-separated record names (mitdb: 100,101; fsdd: 0_george_0,...) "
+        "or 'all' (default all)",
+    )
+    dl.add_argument(
+        "--mirror",
+        default=None,
+        help="where to download from. PhysioNet: a URL or folder laid out like "
+        "https://physionet.org/files/ (MIRROR/mitdb/1.0.0/100.hea; default "
+        "$HILNAS_PHYSIONET_URL, else PhysioNet). fsdd: a .zip of the repository (URL or "
+        "file) or a URL/folder holding recordings/ (default $HILNAS_FSDD_URL, else the "
+        "GitHub archive of the pinned commit)",
+    )
+    dl.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="accept files that have no shipped sum (e.g. cudb); files that have one are "
+        "still checked",
+    )
+    bar = dl.add_mutually_exclusive_group()
+    bar.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="show a progress bar (default: only when stderr is a terminal)",
+    )
+    bar.add_argument("--no-progress", dest="progress", action="store_false")
+    dl.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds without data before a request is retried or fails (default 30)",
+    )
+    dl.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="retries per file after a lost connection, resuming where it stopped (3)",
+    )
     dl.set_defaults(func=run_download)
     presets = dsub.add_parser("presets", help="list the class presets")
     presets.set_defaults(func=run_presets)
@@ -140,12 +206,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from host.data import download_database
+    from host.data.download import download
 
-    folder = download_database(
-        args.database, args.data_dir, list(parse_records(args.records) or [])
+    result = download(
+        args.database,
+        args.data_dir,
+        parse_records(args.records),
+        mirror=args.mirror,
+        verify=not args.no_verify,
+        progress=args.progress,
+        timeout=(min(10.0, args.timeout), args.timeout),
+        retries=args.retries,
     )
-    print(f"downloaded {args.database} into {folder}")
+    print(result.summary())
     return 0
 
 

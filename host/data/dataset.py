@@ -14,7 +14,8 @@ import numpy as np
 
 from host.data import cache as cache_mod
 from host.data.classes import ClassScheme, resolve_scheme
-from host.data.mitdb import DATABASES, available_records, load_record
+from host.data.download import ensure_records
+from host.data.mitdb import DATABASES, available_records, data_root, database_dir, load_record
 from host.data.splits import SPLITS, Splits, dechazal_split, patient_split, random_split
 from host.data.windows import NORMALIZATIONS, make_windows
 from host.errors import ConfigError, DataError
@@ -39,7 +40,8 @@ class EcgDatasetConfig:
     - `max_windows_per_record`: keep at most this many windows per record (for speed); the
       sample is seeded and every class present in a record keeps some windows.
     - `data_dir`/`cache_dir`: where the databases are and where prepared sets are cached;
-      neither is part of the cache key.
+      neither is part of the cache key. `data_dir` None means `$HILNAS_DATA_DIR`, else the
+      user cache, into which the needed records are downloaded on first use (docs/data.md).
     """
 
     preset: str = "normal-vs-anomalous"
@@ -175,16 +177,23 @@ def _subsample(y: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarra
 
 
 def _resolve_records(cfg: EcgDatasetConfig) -> tuple[list[str], bool]:
+    # First run (no data_dir, no HILNAS_DATA_DIR): fetch the records into the user cache.
+    ensure_records(cfg.database, cfg.records, cfg.data_dir)
     present = available_records(cfg.database, cfg.data_dir)
     if not present:
-        raise DataError(f"no {cfg.database} records found under the data folder")
+        raise DataError(
+            f"no {cfg.database} records found in {database_dir(cfg.database, cfg.data_dir)}; "
+            f"`hilnas data download --database {cfg.database}` fetches them"
+        )
     if cfg.records is None:
         return present, False
     missing = [r for r in cfg.records if r not in present]
     if missing:
         raise DataError(
             f"records: {', '.join(missing)} not present in {cfg.database} "
-            f"(present: {', '.join(present)})"
+            f"(present: {', '.join(present)}); `hilnas data download --database "
+            f"{cfg.database} --records {','.join(missing)} --data-dir "
+            f"{data_root(cfg.data_dir)}` fetches them"
         )
     return list(cfg.records), True
 
@@ -366,5 +375,6 @@ def _from_arrays(
 def records_for_evaluation(
     database: str = "mitdb", data_dir: str | os.PathLike[str] | None = None
 ) -> list[str]:
-    """Every record present, for `hilnas evaluate --records all`."""
+    """Every record present, for `hilnas evaluate --records all` (first run: downloaded)."""
+    ensure_records(database, None, data_dir)
     return available_records(database, data_dir)

@@ -6,6 +6,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +80,7 @@ RHYTHM_CODES: dict[str, str] = {
     "(VF": "Ventricular fibrillation",
 }
 
-# PhysioNet database names, for download and for which records exist.
+# The PhysioNet ECG databases the loaders read (host.data.download fetches them, and FSDD).
 DATABASES = {"mitdb": "mitdb", "cudb": "cudb"}
 MITDB_RECORDS = tuple(
     "100 101 102 103 104 105 106 107 108 109 111 112 113 114 115 116 117 118 119 121 122 "
@@ -102,16 +103,32 @@ class EcgRecord:
     rhythm: np.ndarray  # per-annotation rhythm in effect ("" before the first one)
 
 
+def user_data_root() -> Path:
+    """The user cache that first-run downloads go to: `$HILNAS_CACHE_DIR`, else ~/.cache/hilnas.
+
+    The same root as the prepared-dataset cache (`host.data.cache`, which uses its `ecg/`).
+    """
+    root = os.environ.get("HILNAS_CACHE_DIR")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "hilnas"
+
+
+def auto_download_enabled(data_dir: str | os.PathLike[str] | None = None) -> bool:
+    """True when no folder was chosen (`data_dir` None, `$HILNAS_DATA_DIR` unset or empty).
+
+    Then the data lives in the user cache and loaders download what they need into it.
+    """
+    return data_dir is None and not os.environ.get("HILNAS_DATA_DIR")
+
+
 def data_root(data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Return the folder that holds the databases: `data_dir`, else `$HILNAS_DATA_DIR`."""
+    """Return the folder that holds the databases.
+
+    `data_dir`, else `$HILNAS_DATA_DIR`, else the user cache (`user_data_root()`), where
+    loaders download the records they need on first use (docs/data.md).
+    """
     if data_dir is None:
         env = os.environ.get("HILNAS_DATA_DIR")
-        if not env:
-            raise ConfigError(
-                "data_dir: no dataset folder given and HILNAS_DATA_DIR is not set "
-                "(point it at the folder that holds mitdb/)"
-            )
-        data_dir = env
+        return Path(env).expanduser() if env else user_data_root()
     return Path(data_dir).expanduser()
 
 
@@ -122,33 +139,38 @@ def database_dir(database: str, data_dir: str | os.PathLike[str] | None = None) 
     return data_root(data_dir) / database
 
 
+def _download_hint(database: str, data_dir: str | os.PathLike[str] | None, records: str) -> str:
+    return (
+        f"`hilnas data download --database {database}{records} "
+        f"--data-dir {data_root(data_dir)}` fetches it (needs internet; docs/data.md)"
+    )
+
+
 def available_records(database: str, data_dir: str | os.PathLike[str] | None = None) -> list[str]:
     """Return records present on disk (a `.hea`, `.dat` and `.atr` each), sorted."""
     folder = database_dir(database, data_dir)
     if not folder.is_dir():
         raise DataError(
             f"dataset folder {folder} does not exist; set HILNAS_DATA_DIR or pass --data-dir, "
-            f"or run `hilnas data download --database {database}` on a machine with internet"
+            f"or {_download_hint(database, data_dir, '')}"
         )
     names = sorted(p.stem for p in folder.glob("*.hea"))
     return [n for n in names if (folder / f"{n}.atr").exists() and (folder / f"{n}.dat").exists()]
 
 
 def download_database(
-    database: str, data_dir: str | os.PathLike[str] | None = None, records: list[str] | None = None
+    database: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    records: list[str] | None = None,
+    **options: Any,
 ) -> Path:
-    """Fetch a PhysioNet database with wfdb into the data folder (needs the internet)."""
-    import wfdb
+    """Fetch records (None or []: all) into `<data root>/<database>`, verified (download.py).
 
-    folder = database_dir(database, data_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        wfdb.dl_database(DATABASES[database], dl_dir=str(folder), records=records or "all")
-    except Exception as exc:  # wfdb raises requests/HTTP errors of several kinds
-        raise DataError(
-            f"could not download {database} from PhysioNet into {folder}: {exc}"
-        ) from exc
-    return folder
+    `options` go to `host.data.download.download` (mirror, verify, progress, timeout...).
+    """
+    from host.data.download import download
+
+    return download(database, data_dir, records or None, **options).folder
 
 
 def _rhythm_per_annotation(symbols: list[str], aux: list[str]) -> np.ndarray:
@@ -178,10 +200,15 @@ def load_record(
 
     folder = database_dir(database, data_dir)
     path = folder / name
+    if auto_download_enabled(data_dir):  # first run: fetch what is missing into the cache
+        from host.data.download import ensure_records
+
+        ensure_records(database, [name], data_dir)
     if not path.with_suffix(".hea").exists():
         present = available_records(database, data_dir)
         raise DataError(
-            f"record {name!r} is not in {folder} (present: {', '.join(present) or 'none'})"
+            f"record {name!r} is not in {folder} (present: {', '.join(present) or 'none'}); "
+            f"{_download_hint(database, data_dir, f' --records {name}')}"
         )
     try:
         rec = wfdb.rdrecord(str(path))
