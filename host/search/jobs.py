@@ -6,11 +6,24 @@ inference graph (`Space.export_model`: batch of one, batch norm folded where the
 that) as the bytes of a `.keras` file, so nothing depends on a filesystem shared with the
 worker; int8 conversion and measurement then run on the host, overlapped with the next
 training (host/search/pipeline.py).
+
+The dataset reaches the job in one of two ways: `run_training_job(job, dataset)` with the
+dataset itself (the Ray executor loads it once on the driver, puts it in Ray's object store
+and passes the reference, which Ray resolves on the worker: no filesystem shared with the
+worker is assumed), or, without one, `load_dataset` in the worker process from
+`HILNAS_DATA_DIR` / `job.data_dir` (the in-process and process-pool executors, which run
+on the machine whose files the driver read).
+
+`HILNAS_TRAIN_MARKER_DIR`, when set in a worker's environment, is a directory where each job
+creates an empty file `<train_key>.<pid>` once its data and TensorFlow are ready, just
+before the network is built and fitted; tests use it to kill a worker in mid-training.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -48,6 +61,9 @@ class TrainOutcome:
     started: float = 0.0
     pid: int = 0
     notes: list[str] = field(default_factory=list)
+    #: where it ran: host name and pid, and on Ray the node, worker and task ids (also kept
+    #: in `metrics["worker"]`, so the run store says which machine trained each network)
+    worker: dict[str, Any] = field(default_factory=dict)
 
 
 def _configure_threads(n: int) -> None:
@@ -72,7 +88,30 @@ def load_dataset(task: Any, progress: bool = False) -> Any:
     return _DATASETS[key]
 
 
-def run_training_job(job: TrainJob) -> TrainOutcome:
+def _worker_info() -> dict[str, Any]:
+    """The host and process running this job, and its Ray node, worker and task if any."""
+    info: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid()}
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ctx = ray.get_runtime_context()
+        task_id = ctx.get_task_id()
+        if task_id is not None:  # in a Ray task, not in a driver that uses Ray
+            info.update(ray_node=ctx.get_node_id(), ray_worker=ctx.get_worker_id(),
+                        ray_task=task_id)
+    return info
+
+
+def _mark_started(job: TrainJob) -> None:
+    marker_dir = os.environ.get("HILNAS_TRAIN_MARKER_DIR")
+    if marker_dir:
+        from host.train.tfenv import import_keras
+
+        import_keras()  # loaded now, so that what follows the marker is building and fitting
+        Path(marker_dir, f"{job.train_key}.{os.getpid()}").touch()
+
+
+def run_training_job(job: TrainJob, dataset: Any = None) -> TrainOutcome:
+    """Train `job`'s network; `dataset`: the task's data (None: load it in this process)."""
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if job.data_dir:
@@ -87,7 +126,9 @@ def run_training_job(job: TrainJob) -> TrainOutcome:
     task = task_class(job.task)(job.data)
     space = get_space(job.space, task.input_spec(), **job.space_options)
     arch = space.from_key(job.arch_key)
-    data = load_dataset(task)
+    data = dataset if dataset is not None else load_dataset(task)
+    worker = _worker_info()
+    _mark_started(job)
     result = train_candidate(space, arch, task, data, job.train)
     export = space.export_model(result.model, arch, task)
     with tempfile.TemporaryDirectory(prefix="hilnas-train-") as tmp:
@@ -101,6 +142,7 @@ def run_training_job(job: TrainJob) -> TrainOutcome:
         "test": result.test_metrics,
         "epochs_run": result.epochs_run,
         "split": result.split_description,
+        "worker": worker,
     }
     return TrainOutcome(
         job.train_key,
@@ -111,4 +153,5 @@ def run_training_job(job: TrainJob) -> TrainOutcome:
         keras_model=keras_model,
         started=started,
         pid=os.getpid(),
+        worker=worker,
     )
