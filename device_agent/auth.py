@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,8 @@ from typing import Any
 import grpc
 
 from device_agent.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 TOKEN_ENV = "HILNAS_AGENT_TOKEN"
 ERROR_METADATA_KEY = "hilnas-error"
@@ -26,9 +30,28 @@ def load_token(token_file: Path | None = None, env: str = TOKEN_ENV) -> str | No
             raise ConfigError(f"cannot read the token file {token_file}: {exc}") from exc
         if not token:
             raise ConfigError(f"the token file {token_file} is empty")
+        _warn_if_readable_by_others(Path(token_file))
         return token
     token = os.environ.get(env, "").strip()
     return token or None
+
+
+def _warn_if_readable_by_others(path: Path) -> None:
+    """Log a warning when the group or others may read or write the token file (POSIX)."""
+    if os.name != "posix":
+        return
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return
+    if mode & 0o077:
+        log.warning(
+            "the token file %s has mode %04o: other users of this machine can read or change "
+            "the agent's token; restrict it with `chmod 600 %s`",
+            path,
+            mode,
+            path,
+        )
 
 
 class TokenAuthInterceptor(grpc.ServerInterceptor):

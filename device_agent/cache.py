@@ -27,7 +27,7 @@ def sha256_hex(data: bytes) -> str:
 
 
 def check_sha256(value: str) -> str:
-    if not _SHA256.match(value):
+    if not _SHA256.fullmatch(value):  # not match: "$" also matches before a final newline
         raise ProtocolError(f"not a lower-case hex SHA-256: {value[:80]!r}")
     return value
 

@@ -122,7 +122,12 @@ def tensor_from_pb(msg: pb.Tensor) -> np.ndarray:
         raise ProtocolError(f"unsupported tensor dtype {msg.dtype!r}")
     dtype = np.dtype(msg.dtype).newbyteorder("<")
     shape = tuple(int(d) for d in msg.shape)
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if any(d < 0 for d in shape):
+        raise ProtocolError(f"tensor shape {list(shape)[:8]} has a negative dimension")
+    # Python ints: a product of int64 dimensions must not wrap around to a small size.
+    expected = dtype.itemsize
+    for d in shape:
+        expected *= d
     if len(msg.data) != expected:
         raise ProtocolError(
             f"tensor of shape {shape} and dtype {msg.dtype} needs {expected} bytes, "

@@ -52,8 +52,17 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_VALIDATE_SAMPLES = 100_000
 TFLITE_IDENTIFIER = b"TFL3"
 
+# Interpreter threads per request: more than any board has cores, far fewer than would
+# exhaust the worker's thread limit (each one is an OS thread in the runtime's pool).
+MAX_THREADS = 256
+
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
+
+
+def _check_threads(threads: int) -> None:
+    if not 1 <= threads <= MAX_THREADS:
+        raise ConfigError(f"threads must be in 1..{MAX_THREADS}, got {threads}")
 
 
 def _rpc(method: F) -> F:
@@ -120,8 +129,12 @@ class AgentServicer(pb_grpc.DeviceAgentServicer):
     @contextlib.contextmanager
     def _exclusive(self, context: grpc.ServicerContext) -> Iterator[None]:
         """The device, held for one run at a time; wait no longer than the caller will."""
+        # A call without a deadline reports a remaining time of ~1e9 s or more (grpc's
+        # "infinite" deadline), which Lock.acquire rejects with OverflowError: wait as for
+        # no deadline at all.
         remaining = context.time_remaining()
-        wait = self.max_request_seconds * 2 if remaining is None else max(remaining - 1.0, 0.0)
+        cap = self.max_request_seconds * 2
+        wait = cap if remaining is None else min(max(remaining - 1.0, 0.0), cap)
         if not self._device_lock.acquire(timeout=wait):
             raise DeviceUnavailable(f"the device stayed busy for {wait:.1f} s")
         try:
@@ -184,6 +197,9 @@ class AgentServicer(pb_grpc.DeviceAgentServicer):
         """Measure and Profile: a cached model, settings within the limits, the device held."""
         sha = check_sha256(request.sha256)
         settings = serde.settings_from_pb(request.settings).validated(self.describe_device().limits)
+        _check_threads(settings.threads)
+        if settings.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {settings.seed}")
         path = self.cache.path(sha)
         with self._exclusive(context):
             return run(path, sha, settings)
@@ -204,10 +220,12 @@ class AgentServicer(pb_grpc.DeviceAgentServicer):
                 f"{len(request.inputs)} samples in one Validate call; the limit is "
                 f"{MAX_VALIDATE_SAMPLES}"
             )
+        threads = request.threads or 1
+        _check_threads(threads)
         samples = [serde.sample_from_pb(s) for s in request.inputs]
         path = self.cache.path(sha)
         with self._exclusive(context):
-            outputs = self.backend.validate(path, sha, samples, threads=request.threads or 1)
+            outputs = self.backend.validate(path, sha, samples, threads=threads)
         runtime = self.describe_device().runtimes
         return pb.ValidateResponse(
             sha256=sha,

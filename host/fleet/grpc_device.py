@@ -57,6 +57,50 @@ ERROR_FOR_STATUS = {
 }
 
 
+class TlsHandshakeFailed(DeviceUnavailable):
+    """The TLS handshake with the agent failed: a certificate problem, not a passing one.
+
+    Retrying cannot help (the certificate will not become valid or trusted on its own), so
+    the client raises it at once; the message names the address and the likely cause.
+    """
+
+
+# What grpc's handshake error says (BoringSSL's verify reason) -> the likely cause, in words.
+_TLS_MARKERS = ("Tls handshake failed", "Ssl handshake failed", "SSL_ERROR_SSL", "TSI_")
+_TLS_CAUSES = (
+    ("certificate has expired", "the agent's certificate has expired (renew it; check that "
+     "this machine's clock is right)"),
+    ("certificate is not yet valid", "the agent's certificate is not valid yet (check the "
+     "clocks of this machine and of the agent)"),
+    ("unable to get local issuer certificate", "certificate verify failed: the agent's "
+     "certificate is not signed by the CA this host trusts (wrong CA or root_certificates)"),
+    ("self signed certificate", "certificate verify failed: the agent presents a self-signed "
+     "certificate this host does not trust (wrong CA or root_certificates)"),
+    ("self-signed certificate", "certificate verify failed: the agent presents a self-signed "
+     "certificate this host does not trust (wrong CA or root_certificates)"),
+    ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed (wrong CA, expired or "
+     "not-yet-valid certificate)"),
+    ("Peer name", "the agent's certificate does not name this address (check its "
+     "subjectAltName)"),
+    ("CERTIFICATE_REQUIRED", "the agent requires a client certificate and this host sent "
+     "none (client_cert)"),
+    ("WRONG_VERSION_NUMBER", "the agent does not speak TLS on this port (use grpc:// or "
+     "start the agent with --tls-cert/--tls-key)"),
+)
+
+
+def tls_failure(details: str, address: str, what: str) -> TlsHandshakeFailed | None:
+    """A TlsHandshakeFailed naming the likely cause, if `details` is a handshake failure."""
+    if not any(marker in details for marker in _TLS_MARKERS):
+        return None
+    cause = next(
+        (text for marker, text in _TLS_CAUSES if marker.lower() in details.lower()),
+        "the agent or this host rejected the other's certificate (wrong CA, expired "
+        "certificate, or a client certificate the agent does not accept)",
+    )
+    return TlsHandshakeFailed(f"{what}: TLS handshake with {address} failed: {cause} ({details})")
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 5
@@ -153,6 +197,14 @@ class GrpcDevice(Device):
                 return fn()
             except grpc.RpcError as exc:
                 code = exc.code() if hasattr(exc, "code") else None
+                details = (exc.details() if hasattr(exc, "details") else "") or ""
+                tls = (
+                    tls_failure(details, self.address, f"{self.name}: {what}")
+                    if code == grpc.StatusCode.UNAVAILABLE
+                    else None
+                )
+                if tls is not None:
+                    raise tls from None  # a certificate problem: retrying cannot help
                 error = error_from_rpc(exc, f"{self.name}: {what}")
                 # A DeviceUnavailable raised by the backend itself (named in metadata) is
                 # retried too: a board that was reset may answer the next attempt.
