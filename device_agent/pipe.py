@@ -123,13 +123,24 @@ def write_frame(stream: BinaryIO, message: Message) -> None:
 def read_frame(stream: BinaryIO) -> Message:
     """The next message on a blocking stream; EOFError when the other end closed it."""
     header = stream.read(HEADER.size)
+    while header and len(header) < HEADER.size:
+        more = stream.read(HEADER.size - len(header))
+        if not more:
+            break
+        header += more
     if len(header) < HEADER.size:
         raise EOFError("pipe closed")
     (size,) = HEADER.unpack(header)
-    data = stream.read(size)
-    if len(data) < size:
-        raise EOFError("pipe closed mid-frame")
-    return decode(data)
+    # One read() of an unbuffered pipe returns at most what the pipe holds (64 KiB on
+    # Linux): read until the frame is whole (docs/decisions.md, "Short reads on the pipe").
+    chunks, remaining = [], size
+    while remaining:
+        chunk = stream.read(remaining)
+        if not chunk:
+            raise EOFError("pipe closed mid-frame")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return decode(b"".join(chunks))
 
 
 def _read_exact(fd: int, size: int, deadline: float) -> bytes:

@@ -184,6 +184,10 @@ class Worker:
         out_details = interp.get_output_details()
         outputs = []
         for i, sample in enumerate(samples):
+            # Each window from a clean state: LiteRT keeps an LSTM's state in variable
+            # tensors between invokes, so without this a window's output depended on the
+            # window before it (a board's firmware resets it per inference too).
+            interp.reset_all_variables()
             if len(sample) != len(in_details):
                 raise CandidateRejected(
                     f"sample {i} has {len(sample)} tensors; the model has {len(in_details)} inputs"

@@ -19,10 +19,12 @@ COMMAND_MODULES = (
     "data",
     "train",
     "evaluate",
+    "validate",
     "search",
     "runs",
     "report",
     "export",
+    "predictor",
 )
 
 

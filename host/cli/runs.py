@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
                         "trainings": _trainings(store, r),
                         "front_size": r.front_size,
                         "hypervolume": r.hypervolume,
+                        **store.device_first_summary(r.run_id),
                         "created": r.created,
                         "updated": r.updated,
                         "message": r.message,

@@ -53,6 +53,7 @@ def tflite_outputs(model: bytes, x: np.ndarray) -> np.ndarray:
     n_out = int(out["shape"][-1])
     ys = np.empty((len(x), n_out), np.float32)
     for i in range(len(x)):
+        it.reset_all_variables()  # each window from a zero LSTM state, as Keras computes it
         it.set_tensor(inp["index"], xq[i : i + 1])
         it.invoke()
         ys[i] = it.get_tensor(out["index"])[0]

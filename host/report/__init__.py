@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from host.report import device_first
+from host.store.files import write_atomic
 from host.store.sqlite import RunRow, RunStore
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
@@ -198,16 +200,18 @@ def build_report(
         else {"front": []}
     )
     devices = [d["name"] for d in run.config["source"].get("devices", [])]
+    plots.extend(device_first.plots(store, run_id, run_dir, own))
     sections = [
         _front_table(front_doc, axes, devices),
         _device_fronts(own, quality, devices),
+        device_first.section(store, run_id, front_doc),
         _winners(front_doc, axes),
         _timings(store.timings(run_id)),
         _missing(store.missing(run_id)),
     ]
     page = _page(run, axes, plots, sections)
     out = run_dir / "report.html"
-    out.write_text(page)
+    write_atomic(out, page)  # a report killed half-way leaves the previous one, or none
     return out
 
 

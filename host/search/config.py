@@ -243,10 +243,13 @@ class ExecutorConfig:
     ray_address: str | None = None
     # Training threads for TensorFlow; 0 = leave one core free for a local device.
     tf_threads: int = 0
+    # Ray: restarts of a training whose worker died (docs/cluster.md).
+    max_retries: int = 1
 
     def __post_init__(self) -> None:
         _choice(self.kind, EXECUTORS, "executor.kind")
         _positive(self.workers, "executor.workers")
+        _positive(self.max_retries, "executor.max_retries", allow_zero=True)
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,36 @@ class BudgetConfig:
     max_trainings: int | None = None
     device_retry_seconds: float = 60.0
     export_int8: bool = True
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """`[search]`: how device measurements steer the search (docs/decisions.md, "Device first").
+
+    `measure_before_train`: export each candidate untrained (seeded weights, int8 calibrated
+    on real windows) and measure it on the devices that have a constraint or an objective on
+    latency, memory or energy, before any training; a candidate that breaks a device
+    constraint is rejected there. None (the default) turns it on when a device constraint
+    exists. `predict_latency`: learn each device's latency online (host/predictor) and skip
+    measuring a candidate whose predicted latency is, even at the low end of its interval,
+    more than `skip_margin` (relative) beyond a latency constraint; predictions are only
+    trusted once `predictor_min_networks` networks have been measured on that device.
+    `validate_front`: at the end, send the front's test windows through each device's
+    Validate and record the quality of its own outputs and their agreement with the host.
+    """
+
+    measure_before_train: bool | None = None
+    predict_latency: bool = True
+    predictor_min_networks: int = 10
+    skip_margin: float = 0.25
+    validate_front: bool = True
+
+    def __post_init__(self) -> None:
+        _positive(self.predictor_min_networks, "search.predictor_min_networks")
+        if not 0 <= self.skip_margin <= 10:
+            raise ConfigError(
+                f"search.skip_margin = {self.skip_margin}: must be in [0, 10] (relative)"
+            )
 
 
 # `[measure]` is MeasureSettings itself; its inputs are the agent's business, not a file's.
@@ -276,8 +309,16 @@ class SearchConfig:
     executor: ExecutorConfig
     budget: BudgetConfig
     tabular: str | None = None
+    search: SearchSettings = SearchSettings()
 
     # ------------------------------------------------------------------ derived
+    @property
+    def measure_before_train(self) -> bool:
+        """`[search] measure_before_train`, resolved: on by default with a device constraint."""
+        if self.search.measure_before_train is not None:
+            return self.search.measure_before_train
+        return any(c.device for c in self.constraints) and self.tabular is None
+
     @property
     def quality_objective(self) -> Objective:
         return next(o for o in self.objectives if o.kind is MetricKind.QUALITY)
@@ -315,6 +356,7 @@ class SearchConfig:
                         if k not in MEASURE_NOT_CONFIGURABLE},
             "executor": _drop_none(dataclasses.asdict(self.executor)),
             "budget": _drop_none(dataclasses.asdict(self.budget)),
+            "search": _drop_none(dataclasses.asdict(self.search)),
         }
         doc["data"] = _drop_none(doc["data"])
         doc["train"] = _drop_none(doc["train"])
@@ -375,6 +417,7 @@ TOP_LEVEL = {
     "measure",
     "executor",
     "budget",
+    "search",
     "tabular",
 }
 
@@ -463,6 +506,7 @@ def parse_config(doc: Mapping[str, Any]) -> SearchConfig:
         executor=executor,
         budget=_build(BudgetConfig, doc.get("budget"), "budget"),
         tabular=tabular,
+        search=_build(SearchSettings, doc.get("search"), "search"),
     )
 
 

@@ -29,8 +29,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -46,18 +46,23 @@ from device_agent.errors import (
     DeviceUnavailable,
     HilnasError,
     MeasurementFailed,
+    ProtocolError,
 )
+from host.errors import StoreError
 from host.fleet.device import Device
 from host.metrics import DEVICE_METRICS, MetricKind
 from host.search.config import SearchConfig
 from host.search.jobs import TrainJob, TrainOutcome
 from host.search.objectives import Figures, objective_vector, total_violation, violated
+from host.search.predictions import LATENCY_METRIC, DevicePredictors
+from host.store.files import write_atomic
 from host.store.sqlite import RunStore
 
 log = logging.getLogger(__name__)
 
-# Windows per Validate call: a request well under the agents' size limits.
-VALIDATE_BATCH = 256
+# The store's kind of an untrained network's int8 model (measured before training).
+UNTRAINED = "int8-untrained"
+
 
 
 class Status(StrEnum):
@@ -74,6 +79,7 @@ class Stage(StrEnum):
     """The stages of the pipeline, in order; an evaluation says how far its candidate got."""
 
     SCREEN = "screen"
+    PROBE = "probe"  # the untrained network measured on the devices (measure_before_train)
     TRAIN = "train"
     EXPORT = "export"
     MEASURE = "measure"
@@ -203,6 +209,13 @@ class CandidatePipeline:
         self.local_devices = {d.name for d in cfg.devices if d.address.startswith("local")}
         self._spare_core = threading.Lock()
         self._representative: np.ndarray | None = None
+        # Measured before training: the devices with a constraint or an objective on a
+        # device figure (latency, memory, energy), which weights do not change.
+        self.probe_devices = sorted(
+            {o.device for o in items if o.device and o.kind is MetricKind.DEVICE}
+            & set(devices)
+        ) if cfg.measure_before_train and tabular is None else []
+        self.predictors = DevicePredictors(cfg, store, run_id, models_dir.parent)
 
     # ------------------------------------------------------------------ keys
     def train_key(self, arch_key: str) -> str:
@@ -229,20 +242,33 @@ class CandidatePipeline:
         results: dict[str, Evaluation] = {}
         figures: dict[str, Figures] = {}
         pending: dict[Future[Trained], str] = {}
+        converting: dict[Future[dict[str, Any]], str] = {}
         for key in dict.fromkeys(arch_keys):
             screened = self.screen(key)
             if isinstance(screened, Evaluation):
                 results[key] = screened
                 continue
             figures[key] = screened
-            pending[self.train(key)] = key
+            if self.probe_devices and self.store.training(self.train_key(key)) is None:
+                converting[self.export_pool.submit(self._untrained_model, key)] = key
+            else:
+                self._stored_untrained_figures(key, screened)
+                pending[self.train(key)] = key
+        # Untrained networks are exported one after another in the export thread; each one
+        # ready is measured here, the most promising first (the predictor's ranking), and
+        # trained at once if it passes, while the next ones are still being exported.
+        for key, outcome in self._probe_in_rank_order(converting, figures):
+            if isinstance(outcome, Evaluation):
+                results[key] = outcome
+            else:
+                pending[self.train(key)] = key
 
         exporting: dict[str, Future[Exported]] = {}
         for future in as_completed(pending):
             key = pending[future]
             try:
                 trained = future.result()
-            except (DataError, ConfigError):
+            except (DataError, ConfigError, StoreError):
                 raise  # the same for every candidate: stop the run, do not mark each failed
             except Exception as exc:  # noqa: BLE001 - one candidate's failure, recorded
                 if not isinstance(exc, HilnasError):
@@ -277,6 +303,133 @@ class CandidatePipeline:
             return self.score(key, figures, Stage.SCREEN, Status.INFEASIBLE,
                               f"before training: {broken}")
         return figures
+
+    # ------------------------------------------------------------------ 1b. probe
+    def _probe_in_rank_order(
+        self, converting: dict[Future[dict[str, Any]], str], figures: dict[str, Figures]
+    ) -> Iterator[tuple[str, Figures | Evaluation]]:
+        """Probe each exported untrained network as it becomes ready.
+
+        Among those ready, the one with the best predicted slack goes first (the predictor's
+        ranking); while no predictor is trusted, they go in the order they were exported.
+        """
+        ready: dict[str, dict[str, Any] | HilnasError] = {}  # in arrival order
+        waiting = set(converting)
+        index = {f: i for i, f in enumerate(converting)}
+        while waiting or ready:
+            if waiting:  # block only when nothing is ready to measure
+                done, _ = wait(waiting, timeout=0 if ready else None,
+                               return_when=FIRST_COMPLETED)
+                for f in sorted(done, key=index.__getitem__):
+                    waiting.discard(f)
+                    try:
+                        ready[converting[f]] = f.result()
+                    except StoreError:
+                        raise
+                    except HilnasError as exc:
+                        ready[converting[f]] = exc
+            if not ready:
+                continue
+            key = min(ready, key=lambda k: self._probe_rank(ready[k]))  # ties: arrival
+            model = ready.pop(key)
+            if isinstance(model, HilnasError):
+                yield key, self.score(key, figures[key], Stage.PROBE, Status.FAILED,
+                                      f"export failed (untrained network): {model}")
+            else:
+                yield key, self.probe(key, figures[key], model)
+
+    def _probe_rank(self, model: dict[str, Any] | HilnasError) -> float:
+        """Predicted latency over its limit (lower first); 0 when nothing is predicted."""
+        if isinstance(model, HilnasError):
+            return -1.0  # report failures at once
+        worst = 0.0
+        for device, limit in self.predictors.limits.items():
+            if device in self.probe_devices:
+                prediction = self.predictors.predict(device, Path(model["path"]).read_bytes())
+                if prediction is not None:
+                    worst = max(worst, prediction["p50_us"] / limit)
+        return worst
+
+    def probe(self, key: str, figures: Figures, model: dict[str, Any]) -> Figures | Evaluation:
+        """The untrained network's int8 model measured on the probe devices.
+
+        Latency, memory and energy do not depend on the weights, so a candidate that breaks
+        a device constraint is rejected here, before any training; its figures say
+        "(untrained)". Figures of a candidate that passes are kept as `untrained:LABEL`, for
+        the comparison with its trained model's measurement.
+        """
+        untrained = Figures()
+        runs_on: dict[str, str] = {}
+        skipped: list[Skipped] = []
+        for name in self.probe_devices:
+            try:
+                data = self._on_device(name, model, "measure", arch_key=key, stage=Stage.PROBE)
+            except Skipped as skip:
+                untrained.add(f"{LATENCY_METRIC}@{name}", skip.prediction["p50_us"],
+                              skip.prediction["source"])
+                skipped.append(skip)
+                continue
+            except (CandidateRejected, MeasurementFailed) as exc:
+                runs_on[name] = f"{type(exc).__name__}: {exc}"
+                if name in self.needed_devices:
+                    return self.score(key, figures, Stage.PROBE, Status.FAILED,
+                                      f"{name} cannot run it (untrained network): {exc}",
+                                      runs_on=runs_on)
+                continue
+            except DeviceUnavailable:
+                return figures  # the trained model's measurement will say what is missing
+            untrained.add_measurement(name, data)
+            runs_on[name] = "ok"
+        for label, value in untrained.values.items():
+            source = untrained.sources[label]
+            figures.add(f"untrained:{label}", value,
+                        source if source.startswith("predicted") else f"{source} (untrained)")
+        broken = [c for c in self.cfg.constraints
+                  if c.device in self.probe_devices and c.violation(untrained.get(c.label)) > 0]
+        if not broken and not skipped:
+            return figures
+        for label, value in untrained.values.items():  # the figures that decided it
+            figures.add(label, value, figures.sources[f"untrained:{label}"])
+        reasons = [skip.reason for skip in skipped]
+        for c in broken:
+            if c.device in {skip.device for skip in skipped}:
+                continue  # not measured there: the prediction is the reason
+            value = untrained.get(c.label)
+            limits = " and ".join(x for x in (f"<= {c.max:g}" if c.max is not None else "",
+                                              f">= {c.min:g}" if c.min is not None else "") if x)
+            shown = "unavailable" if value is None else f"{value:g}"
+            reasons.append(f"{c.label} = {shown} measured before training, must be {limits}")
+        return self.score(key, figures, Stage.PROBE, Status.INFEASIBLE, "; ".join(reasons),
+                          runs_on=runs_on)
+
+    def _stored_untrained_figures(self, key: str, figures: Figures) -> None:
+        """A network trained earlier keeps the figures its untrained model was measured at."""
+        row = self.store.model_for(self.train_key(key), UNTRAINED) if self.probe_devices \
+            else None
+        if row is None:
+            return
+        for name in self.probe_devices:
+            data = self.store.measurement(row["sha256"], name, self.runtimes.get(name, ""),
+                                          self.settings_hash)
+            if data is not None:
+                untrained = Figures()
+                untrained.add_measurement(name, data)
+                for label, value in untrained.values.items():
+                    figures.add(f"untrained:{label}", value,
+                                f"{untrained.sources[label]} (untrained)")
+
+    def _untrained_model(self, key: str) -> dict[str, Any]:
+        """The int8 model of the untrained network (seeded weights; from the store if made)."""
+        tk = self.train_key(key)
+        row = self.store.model_for(tk, UNTRAINED)
+        if row is not None and Path(row["path"]).exists():
+            return row
+        from host.spaces.base import BuildOptions
+
+        arch = self.space.from_key(key)
+        built = self.space.build_model(arch, self.task, BuildOptions(seed=self.cfg.run.seed))
+        graph = self.space.export_model(built, arch, self.task)
+        return self._convert(key, tk, graph, UNTRAINED)
 
     # ------------------------------------------------------------------ 2. train
     def train(self, key: str) -> Future[Trained]:
@@ -339,7 +492,7 @@ class CandidatePipeline:
         if outcome.keras_model:
             sha = hashlib.sha256(outcome.keras_model).hexdigest()
             path = self.models_dir / f"{key}-{outcome.train_key[:12]}.keras"
-            _write_atomic(path, outcome.keras_model)
+            write_atomic(path, outcome.keras_model)
             keras_path = str(path)
         # The training row first: a model row refers to it.
         self.store.add_training(
@@ -367,14 +520,16 @@ class CandidatePipeline:
         exported = Exported(key, figures, trained, trained.model)
         if exported.model is None and trained.keras_path and self._needs_model():
             try:
-                exported.model = self._convert(key, trained)
+                exported.model = self._convert(key, trained.train_key, trained.keras_path)
+            except StoreError:
+                raise  # nowhere to keep results: stop the run (it resumes), fail no candidate
             except HilnasError as exc:
                 exported.failure = f"export failed: {exc}"
                 return exported
         if exported.model is not None and tabular is None:
             for name in self.devices:
                 exported.futures[name] = self.device_pools[name].submit(
-                    self.measure, name, exported.model
+                    self._on_device, name, exported.model, "measure", arch_key=key
                 )
                 if name in self.quality_devices:
                     exported.validations[name] = self.device_pools[name].submit(
@@ -387,7 +542,8 @@ class CandidatePipeline:
             self._representative = self.task.representative(self.data)
         return self._representative
 
-    def _convert(self, key: str, trained: Trained) -> dict[str, Any]:
+    def _convert(self, key: str, train_key: str, keras: Any, kind: str = "int8") -> dict[str, Any]:
+        """Convert a network (a `.keras` path or a model) to int8 and store it as `kind`."""
         from host.export.tflite import convert
 
         meta = {
@@ -396,20 +552,23 @@ class CandidatePipeline:
             "architecture": self.space.from_key(key).to_json(),
             "space": self.space.describe(),
             "task": self.task.name,
-            "train_key": trained.train_key,
+            "train_key": train_key,
+            "trained": kind == "int8",
         }
         with self._spare_core:
             t0, start = time.perf_counter(), time.time()
-            model = convert(trained.keras_path, "int8", representative=self.representative(),
+            model = convert(keras, "int8", representative=self.representative(),
                             metadata=meta, batch_size=None)
             seconds = time.perf_counter() - t0
         sha = hashlib.sha256(model).hexdigest()
-        path = self.models_dir / f"{key}-{sha[:12]}.tflite"
-        _write_atomic(path, model)
-        self.store.add_model(sha, trained.train_key, "int8", str(path), len(model), seconds)
-        self._timed(Stage.EXPORT, key, start, seconds)
-        self.on_progress(f"exported {key}")
-        row = self.store.model_for(trained.train_key)
+        suffix = "" if kind == "int8" else f"-{kind}"
+        path = self.models_dir / f"{key}-{sha[:12]}{suffix}.tflite"
+        write_atomic(path, model)
+        self.store.add_model(sha, train_key, kind, str(path), len(model), seconds)
+        self._timed(Stage.EXPORT if kind == "int8" else f"{Stage.EXPORT}:{kind}", key, start,
+                    seconds)
+        self.on_progress(f"exported {key}" + ("" if kind == "int8" else f" ({kind})"))
+        row = self.store.model_for(train_key, kind)
         assert row is not None
         return row
 
@@ -422,7 +581,14 @@ class CandidatePipeline:
         """The task's metrics of the device's own outputs on the validation windows."""
         return self._on_device(device_name, model, "validate")
 
-    def _on_device(self, device_name: str, model: dict[str, Any], what: str) -> dict[str, Any]:
+    def _on_device(self, device_name: str, model: dict[str, Any], what: str, *,
+                   arch_key: str = "", stage: str = Stage.MEASURE) -> dict[str, Any]:
+        """Measure or validate `model` on a device (the store's result when already done).
+
+        The device is retried while it is unreachable (up to budget.device_retry_seconds).
+        A measurement is predicted first (the online latency predictor, once trusted) and
+        audited after; a prediction far beyond a latency limit raises Skipped instead.
+        """
         sha = model["sha256"]
         if device_name in self.gone:
             raise DeviceUnavailable(f"left the run earlier: {self.gone[device_name]}")
@@ -432,6 +598,15 @@ class CandidatePipeline:
         if cached is not None:
             return cached
         device = self.devices[device_name]
+        prediction = None
+        if what == "measure":
+            blob = Path(model["path"]).read_bytes()
+            prediction = self.predictors.predict(device_name, blob)
+            skip = self.predictors.should_skip(device_name, prediction) if stage == Stage.PROBE \
+                else None
+            if skip is not None:
+                self.predictors.record(device_name, arch_key, stage, sha, prediction, None)
+                raise Skipped(device_name, skip.prediction, skip.reason)
         deadline = time.monotonic() + self.cfg.budget.device_retry_seconds
         delay = 1.0
         spare_core = self._spare_core if device_name in self.local_devices else nullcontext()
@@ -455,27 +630,50 @@ class CandidatePipeline:
                 continue
             self.store.add_measurement(sha, device_name, runtime, settings_hash, data, seconds)
             self._timed(f"{what}:{device_name}", sha, start, seconds)
+            if what == "measure":
+                measured = (data.get("latency") or {}).get("p50_us")
+                self.predictors.record(device_name, arch_key, stage, sha, prediction, measured)
+                self.predictors.learn(device_name, blob, data,
+                                      self._profile_for_predictor(device_name, device, model))
             return data
 
-    def _validate_on(self, device: Device, path: Path) -> dict[str, Any]:
-        from host.export.evaluate import dequantize, quantize
-        from host.export.flatbuf import io_tensors
+    def _profile_for_predictor(self, name: str, device: Device, model: dict[str, Any]) -> Any:
+        """A per-operator profile to teach the predictor's kernels, or None.
 
-        model = path.read_bytes()
-        io = io_tensors(model)
-        inp, out = io["inputs"][0], io["outputs"][0]
-        x = quantize(np.asarray(self.data.x_val, np.float32), inp["dtype"], inp["scale"],
-                     inp["zero_point"])
-        shape = [max(1, d) for d in inp["shape"]]
-        outputs = []
-        for i in range(0, len(x), VALIDATE_BATCH):
-            batch = [(w.reshape(shape),) for w in x[i : i + VALIDATE_BATCH]]
-            outputs += [np.asarray(o[0], dtype=np.float32).ravel()
-                        for o in device.validate(model, batch)]
-        y = np.stack(outputs) if outputs else np.zeros((0, 1), np.float32)
-        y = dequantize(y, out["dtype"], out["scale"], out["zero_point"])
-        metrics = self.task.score(self.data.y_val, y)
-        return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        None when not wanted or not available: a device without profiles gets whole-model
+        predictions, and says so.
+        """
+        if not self.predictors.wants_profile(name):
+            return None
+        spare_core = self._spare_core if name in self.local_devices else nullcontext()
+        try:
+            with spare_core:
+                t0, start = time.perf_counter(), time.time()
+                profile = device.profile(Path(model["path"]), self.cfg.measure)
+            self._timed(f"profile:{name}", model["sha256"], start, time.perf_counter() - t0)
+            return profile
+        except (ProtocolError, MeasurementFailed, CandidateRejected, NotImplementedError) as exc:
+            self.predictors.no_profile[name] = f"{type(exc).__name__}: {exc}"
+            log.info("%s gives no per-operator profile (%s): whole-model predictions only",
+                     name, exc)
+            return None
+        except DeviceUnavailable as exc:
+            # Only the predictor wanted it: the measurement is stored, the next model will
+            # be profiled once the device is back (the measurement's retries handle it).
+            log.info("%s: no profile of %s (%s)", name, model["sha256"][:12], exc)
+            return None
+
+    def _validate_on(self, device: Device, path: Path) -> dict[str, Any]:
+        """The task's metrics of the device's outputs on the validation windows.
+
+        host.fleet.validation does the work (batches within the agent's limits); the
+        host reference is skipped here: the search keeps only the device's figures.
+        """
+        from host.fleet.validation import validate_on_device
+
+        result = validate_on_device(device, path.read_bytes(), self.data.x_val,
+                                    self.data.y_val, self.task, reference=False)
+        return dict(result.numeric_metrics)
 
     def _device_gone(self, name: str, why: str) -> None:
         with self._lock:
@@ -514,6 +712,8 @@ class CandidatePipeline:
             try:
                 figures.add_many(pending.result(), f"validated on {device} (device outputs)",
                                  names=[m.name for m in self.task.metrics()], device=device)
+            except StoreError:
+                raise
             except (HilnasError, ValueError) as exc:
                 problems.append(f"{device}: validation: {type(exc).__name__}: {exc}")
                 if status is Status.OK:
@@ -557,9 +757,20 @@ class CandidatePipeline:
         )
 
     def close(self) -> None:
+        self.predictors.save()
         self.export_pool.shutdown(wait=False, cancel_futures=True)
         for pool in self.device_pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+class Skipped(HilnasError):
+    """A measurement not made: its prediction is far beyond a latency limit."""
+
+    def __init__(self, device: str, prediction: dict[str, Any], reason: str) -> None:
+        super().__init__(reason)
+        self.device = device
+        self.prediction = prediction
+        self.reason = reason
 
 
 def _done(value: Trained) -> Future[Trained]:
@@ -567,9 +778,3 @@ def _done(value: Trained) -> Future[Trained]:
     future.set_result(value)
     return future
 
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -24,7 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from device_agent.errors import ConfigError
+from host.errors import ConfigError, StoreError
 from host.metrics import MetricKind
 from host.search.config import SearchConfig, load_config, parse_config
 from host.search.objectives import Normaliser
@@ -32,6 +32,7 @@ from host.search.pareto import hypervolume, pareto_front
 from host.search.pipeline import CandidatePipeline, Evaluation, Status, Tabular
 from host.search.prescreen import prescreener_class
 from host.search.strategies import PrescreenFn, Scored, SearchContext, strategy_class
+from host.store.files import write_atomic
 from host.store.sqlite import RunStore
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,8 @@ class SearchRun:
 
                 import_tf()
             self.executor = make_executor(
-                cfg.executor.kind, cfg.executor.workers, cfg.executor.ray_address
+                cfg.executor.kind, cfg.executor.workers, cfg.executor.ray_address,
+                cfg.executor.max_retries,
             )
         self.pipeline = CandidatePipeline(
             cfg,
@@ -347,7 +349,8 @@ class SearchRun:
                 write_c_array(tflite.read_bytes(), header, symbol)
                 entry["files"] = {"tflite": str(tflite), "c_header": str(header)}
             entries.append(entry)
-        (self.run_dir / "front.json").write_text(
+        write_atomic(
+            self.run_dir / "front.json",
             json.dumps(
                 {
                     "run": self.run_id,
@@ -361,6 +364,33 @@ class SearchRun:
             )
         )
         return entries
+
+    def validate_front(self, front: list[dict[str, Any]]) -> None:
+        """The front's test windows through each device's Validate (field validation).
+
+        Quality from the devices' own outputs next to the host's int8 reference, and how often
+        the two agree, stored per model and device (a resumed run does not repeat it). A device
+        without Validate, or gone, is recorded with the reason; the run goes on.
+        """
+        devices = {n: d for n, d in self.devices.items()
+                   if d is not None and n not in self.pipeline.gone}
+        if not self.cfg.search.validate_front or not devices or self.data is None:
+            return
+        from host.fleet.validation import validate_front
+
+        done = self.store.front_validations(self.run_id)
+        metric = self.cfg.quality_objective.metric
+        for entry in front:
+            path = (entry.get("files") or {}).get("tflite")
+            todo = {n: d for n, d in devices.items() if n not in done.get(entry["arch"], {})}
+            if not path or not todo:
+                continue
+            results = validate_front(todo, [{"arch": entry["arch"], "model_path": path}],
+                                     self.data.x_test, self.data.y_test, self.task,
+                                     progress=self._tick)
+            for device, result in results.get(entry["arch"], {}).items():
+                self.store.add_front_validation(self.run_id, entry["arch"], device,
+                                                {**result, "metric": metric})
 
 
 def _file_name(key: str) -> str:
@@ -428,15 +458,19 @@ def run_search(
         raise SearchInterrupted(run_id) from None
     except BaseException as exc:
         # Completed work is in the store whatever happened; say how to continue.
-        store.set_run_status(
-            run_id,
-            "failed",
-            f"{type(exc).__name__}: {exc}; completed work is stored, continue "
-            f"with: hilnas search --resume {run_id}",
-        )
+        try:
+            store.set_run_status(
+                run_id,
+                "failed",
+                f"{type(exc).__name__}: {exc}; completed work is stored, continue "
+                f"with: hilnas search --resume {run_id}",
+            )
+        except StoreError as store_exc:  # the store itself is what failed (a full disk)
+            log.error("could not record the run's status: %s", store_exc)
         run.close(cancel=True)
         raise
     front = run.write_front()
+    run.validate_front(front)
     hv = run.current_hypervolume()
     trained = len(run.strategy_trained)
     missing = store.missing(run_id)

@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2
+from host.errors import StoreError
+from host.store.files import describe_write_failure
+
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -101,6 +104,28 @@ CREATE TABLE IF NOT EXISTS missing (
     reason      TEXT NOT NULL,
     created     REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS predictions (  -- the online latency predictor's audit
+    run_id      TEXT NOT NULL,
+    device      TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    arch_key    TEXT NOT NULL,
+    stage       TEXT NOT NULL,          -- probe (untrained model) | measure (trained model)
+    predicted_us REAL NOT NULL,
+    low_us      REAL NOT NULL,
+    high_us     REAL NOT NULL,
+    networks    INTEGER NOT NULL,       -- networks the predictor had learned from
+    source      TEXT NOT NULL,
+    measured_us REAL,                   -- NULL: the measurement was skipped on the prediction
+    created     REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS front_validations (  -- the front's test windows on each device
+    run_id      TEXT NOT NULL,
+    arch_key    TEXT NOT NULL,
+    device      TEXT NOT NULL,
+    result_json TEXT NOT NULL,          -- device and host quality, agreement; or why not
+    created     REAL NOT NULL,
+    PRIMARY KEY (run_id, arch_key, device)
+);
 CREATE TABLE IF NOT EXISTS timings (
     run_id      TEXT NOT NULL,
     phase       TEXT NOT NULL,          -- screen | train | export | measure:DEVICE | ...
@@ -139,10 +164,13 @@ class RunStore:
         self._conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()
         with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(SCHEMA)
-            self._migrate()
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.executescript(SCHEMA)
+                self._migrate()
+            except sqlite3.OperationalError as exc:
+                raise self._write_error(exc) from exc
 
     # Columns added since version 1, for stores written by an earlier hilnas.
     _ADDED_COLUMNS = (
@@ -163,20 +191,50 @@ class RunStore:
                 except sqlite3.OperationalError as exc:  # another process added it first
                     if "duplicate column" not in str(exc):
                         raise
-        self._conn.execute(
-            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
+        # Written only when it changes: opening a store to read it (`hilnas runs`, a resume)
+        # must work on a full disk.
+        have = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if have is None or have[0] != str(SCHEMA_VERSION):
+            self._conn.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
-            except BaseException:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                raise self._write_error(exc) from exc
+
+    def _write_error(self, exc: sqlite3.OperationalError) -> Exception:
+        """A full disk (or an unwritable folder) as a StoreError that says what to do.
+
+        SQLite rolls the failed transaction back, so what was committed before is intact;
+        the run can resume once there is room again.
+        """
+        code = getattr(exc, "sqlite_errorcode", None)
+        full = code == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+        readonly = code == sqlite3.SQLITE_READONLY or "readonly" in str(exc)
+        if self._conn.in_transaction:
+            try:
                 self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+            except sqlite3.Error:
+                pass  # SQLite may have rolled back itself
+        if not (full or readonly or code == sqlite3.SQLITE_IOERR):
+            return exc  # a programming error (bad SQL): keep SQLite's own report
+        why = describe_write_failure(self.path, exc, full=full)
+        return StoreError(
+            f"cannot write the run store {self.path}: {why}; everything committed before is "
+            "kept, and the run resumes (`hilnas search --resume RUN`) once this is fixed"
+        )
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -412,6 +470,84 @@ class RunStore:
     def missing(self, run_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self._query("SELECT * FROM missing WHERE run_id = ?", (run_id,))]
 
+    def add_prediction(self, run_id: str, device: str, sha256: str, arch_key: str, stage: str,
+                       prediction: dict[str, Any], measured_us: float | None) -> None:
+        """A prediction made before a measurement, and what was measured (None: skipped)."""
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, device, sha256, arch_key, stage, prediction["p50_us"],
+                 prediction["low_us"], prediction["high_us"], prediction["networks"],
+                 prediction["source"], measured_us, time.time()),
+            )
+
+    def predictions(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._query("SELECT * FROM predictions WHERE run_id = ? ORDER BY created", (run_id,))
+        return [dict(r) for r in rows]
+
+    def add_front_validation(self, run_id: str, arch_key: str, device: str,
+                             result: dict[str, Any]) -> None:
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO front_validations VALUES (?, ?, ?, ?, ?)",
+                      (run_id, arch_key, device, json.dumps(result, default=str), time.time()))
+
+    def front_validations(self, run_id: str) -> dict[str, dict[str, dict[str, Any]]]:
+        """{arch: {device: result}} of the run's front validation."""
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for r in self._query("SELECT * FROM front_validations WHERE run_id = ?", (run_id,)):
+            out.setdefault(r["arch_key"], {})[r["device"]] = json.loads(r["result_json"])
+        return out
+
+    def device_first_summary(self, run_id: str) -> dict[str, Any]:
+        """Device-first figures of a run (`hilnas runs --json`, the report).
+
+        What measuring before training saved, how well the latency predictors did, and how
+        the devices' own outputs agreed with the host's int8 reference.
+        """
+        evs = self.evaluations(run_id)
+        proposed = {e["arch_key"] for e in evs if e["arch_key"]}
+        rejected = {e["arch_key"] for e in evs if e["stage"] == "probe"
+                    and e["status"] == "infeasible"}
+        preds = self.predictions(run_id)
+        skipped = {p["arch_key"] for p in preds if p["measured_us"] is None}
+        audit: dict[str, dict[str, Any]] = {}
+        for p in preds:
+            if p["measured_us"] is None or not p["measured_us"]:
+                continue
+            err = abs(p["predicted_us"] - p["measured_us"]) / p["measured_us"]
+            a = audit.setdefault(p["device"], {"n": 0, "within_10pct": 0, "abs_errors": []})
+            a["n"] += 1
+            a["within_10pct"] += err <= 0.10
+            a["abs_errors"].append(err)
+        predictor = {
+            d: {"audited": a["n"], "share_within_10pct": a["within_10pct"] / a["n"],
+                "mean_abs_pct_error": 100 * sum(a["abs_errors"]) / a["n"]}
+            for d, a in audit.items()
+        }
+        agreement: dict[str, Any] = {}
+        for per_device in self.front_validations(run_id).values():
+            for device, result in per_device.items():
+                if "identical_share" not in result:
+                    agreement.setdefault(device, {"models": 0, "unsupported": result.get(
+                        "error", "")})
+                    continue
+                g = agreement.setdefault(device, {"models": 0, "windows": 0, "identical": 0.0,
+                                                  "max_abs_diff": 0})  # int8 steps
+                g["models"] += 1
+                g["windows"] += result["n_windows"]
+                g["identical"] += result["identical_share"] * result["n_windows"]
+                g["max_abs_diff"] = max(g["max_abs_diff"], result["max_abs_diff_raw"])
+        for g in agreement.values():
+            if g.get("windows"):
+                g["identical_share"] = g.pop("identical") / g["windows"]
+        return {
+            "proposed": len(proposed),
+            "rejected_before_training": len(rejected - skipped),
+            "skipped_on_prediction": len(skipped),
+            "predictor": predictor,
+            "device_host_agreement": agreement,
+        }
+
     def add_timing(self, run_id: str, phase: str, key: str, start: float, seconds: float) -> None:
         with self._tx() as c:
             c.execute(
@@ -427,3 +563,4 @@ class RunStore:
     def model(self, sha256: str) -> dict[str, Any] | None:
         rows = self._query("SELECT * FROM models WHERE sha256 = ?", (sha256,))
         return dict(rows[0]) if rows else None
+

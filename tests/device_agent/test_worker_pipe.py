@@ -106,3 +106,23 @@ def test_frames_round_trip_and_refuse_foreign_objects() -> None:
     payload = pickle.dumps({"ok": True})
     with pytest.raises(ProtocolError, match="unexpected dict"):
         pipe.decode(payload)
+
+
+def test_a_frame_larger_than_the_pipe_buffer_arrives_whole() -> None:
+    """An unbuffered pipe's read() returns at most what the pipe holds (64 KiB on Linux):
+    a Validate request of 240 windows of 256 int8 samples (69 KB) once arrived short and
+    the worker exited. read_frame reads until the frame is whole."""
+    import os
+    import threading
+
+    windows = [(np.zeros((1, 256, 1), np.int8),) for _ in range(240)]
+    message = pipe.Request("validate", {"samples": windows})
+    r, w = os.pipe()
+    with os.fdopen(r, "rb", buffering=0) as reader, os.fdopen(w, "wb", buffering=0) as writer:
+        sender = threading.Thread(target=pipe.write_frame, args=(writer, message))
+        sender.start()
+        received = pipe.read_frame(reader)
+        sender.join()
+    assert len(pipe.encode(message)) > 64 * 1024
+    assert isinstance(received, pipe.Request)
+    assert len(received.args["samples"]) == 240

@@ -95,6 +95,7 @@ def test_every_key_is_documented() -> None:
         "cost": c.table_keys(c.CostConfig), "devices": c.table_keys(c.DeviceConfig),
         "measure": c.table_keys(MeasureSettings) - set(c.MEASURE_NOT_CONFIGURABLE),
         "executor": c.table_keys(c.ExecutorConfig), "budget": c.table_keys(c.BudgetConfig),
+        "search": c.table_keys(c.SearchSettings),
     }
     assert set(tables) | {"tabular"} == c.TOP_LEVEL
     sections = dict(re.findall(r"^## `\[{1,2}(\w+)\]{1,2}`\n(.*?)(?=^## |\Z)", text, re.M | re.S))
