@@ -143,7 +143,7 @@ def weights(n: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("all", "rejections", "weights"), default="all")
-    parser.add_argument("--limit-local-us", type=float, default=1500.0)
+    parser.add_argument("--limit-local-us", type=float, default=3000.0)
     parser.add_argument("--limit-nano-us", type=float, default=200_000.0)
     parser.add_argument("--networks", type=int, default=20)
     args = parser.parse_args()
