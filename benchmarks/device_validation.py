@@ -18,13 +18,15 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks._util import machine_line
-from host.data.dataset import load_ecg_windows
-from host.export.evaluate import config_from_metadata
-from host.export.flatbuf import read_metadata
-from host.fleet import open_device
-from host.fleet.validation import validate_front
-from host.tasks.base import task_class
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import machine_line  # type: ignore[import-not-found]  # noqa: E402
+
+from host.data.dataset import load_ecg_windows  # noqa: E402
+from host.export.evaluate import config_from_metadata  # noqa: E402
+from host.export.flatbuf import read_metadata  # noqa: E402
+from host.fleet import open_device  # noqa: E402
+from host.fleet.validation import validate_front  # noqa: E402
+from host.tasks.base import task_class  # noqa: E402
 
 DEVICES = {"local": "local", "nano33ble-emu": "local:mcu-emulator?board=nano33ble"}
 
