@@ -15,16 +15,24 @@ import numpy as np
 from host.data.classes import PRESETS
 from host.data.dataset import EcgDataset, EcgDatasetConfig, load_ecg_windows
 from host.errors import ConfigError, DataError, HilnasError, MeasurementFailed
-from host.export.flatbuf import read_metadata
+from host.export.flatbuf import io_tensors, read_metadata
 from host.train.metrics import classification_metrics
 
 
-def _interpreter(model: bytes) -> Any:
+def _interpreter(model: bytes, resolver: str = "AUTO") -> Any:
+    """A one-thread LiteRT interpreter with the kernels `resolver` names.
+
+    "AUTO" is LiteRT's default; otherwise an `OpResolverType`, e.g. "BUILTIN_REF" (TFLite's
+    portable reference kernels).
+    """
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError as exc:  # the agent extra is not installed
         raise HilnasError("ai-edge-litert is not installed: pip install 'hilnas[agent]'") from exc
-    return Interpreter(model_content=model, num_threads=1)
+    if resolver == "AUTO":
+        return Interpreter(model_content=model, num_threads=1)
+    return Interpreter(model_content=model, num_threads=1,
+                       experimental_op_resolver_type=OpResolverType[resolver])
 
 
 def predict_tflite(model: bytes, x: np.ndarray) -> np.ndarray:
@@ -37,27 +45,38 @@ def tflite_outputs(model: bytes, x: np.ndarray) -> np.ndarray:
 
     int8 inputs are quantized with the model's input scale and zero point.
     """
-    it = _interpreter(model)
-    inp = it.get_input_details()[0]
-    out = it.get_output_details()[0]
-    shape = tuple(int(d) for d in inp["shape"])
+    io = io_tensors(model)
+    inp, out = io["inputs"][0], io["outputs"][0]
+    shape = tuple(inp["shape"])
     if tuple(shape[1:]) != tuple(x.shape[1:]):
         raise ConfigError(
             f"data: windows of shape {tuple(x.shape[1:])} do not fit the model input {shape}"
         )
-    batch = max(1, shape[0])
-    if batch != 1:
-        it.resize_tensor_input(inp["index"], [1, *shape[1:]])
+    xq = quantize(x, inp["dtype"], inp["scale"], inp["zero_point"])
+    return dequantize(raw_outputs(model, xq), out["dtype"], out["scale"], out["zero_point"])
+
+
+def raw_outputs(model: bytes, xq: np.ndarray, resolver: str = "AUTO") -> np.ndarray:
+    """The first output (n, values) in its own type, for windows already in the input's type.
+
+    One invoke per window at a batch of one, each from a zero state: LiteRT keeps an LSTM's
+    state in variable tensors from one invoke to the next unless they are reset, and Keras
+    (stateless) and the firmware (TFLM, reset per inference) start every window afresh.
+    """
+    it = _interpreter(model, resolver)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    shape = [1, *(int(d) for d in inp["shape"][1:])]
+    if int(inp["shape"][0]) != 1:
+        it.resize_tensor_input(inp["index"], shape)
     it.allocate_tensors()
-    xq = quantize(x, inp["dtype"], *inp.get("quantization", (0.0, 0)))
-    n_out = int(out["shape"][-1])
-    ys = np.empty((len(x), n_out), np.float32)
-    for i in range(len(x)):
-        it.reset_all_variables()  # each window from a zero LSTM state, as Keras computes it
-        it.set_tensor(inp["index"], xq[i : i + 1])
+    n_out = int(np.prod(out["shape"][1:])) if len(out["shape"]) > 1 else 1
+    ys = np.empty((len(xq), n_out), out["dtype"])
+    for i in range(len(xq)):
+        it.reset_all_variables()
+        it.set_tensor(inp["index"], np.asarray(xq[i]).reshape(shape).astype(inp["dtype"]))
         it.invoke()
-        ys[i] = it.get_tensor(out["index"])[0]
-    return dequantize(ys, out["dtype"], *out.get("quantization", (0.0, 0)))
+        ys[i] = it.get_tensor(out["index"]).reshape(-1)[:n_out]
+    return ys
 
 
 def quantize(x: np.ndarray, dtype: Any, scale: float, zero_point: int) -> np.ndarray:

@@ -275,31 +275,10 @@ def host_references(
 
 
 def _reference_in_process(model: bytes, xq: np.ndarray, resolver: str = "AUTO") -> np.ndarray:
-    from host.export.evaluate import _interpreter
+    """LiteRT's raw outputs with `resolver`'s kernels ("AUTO": what `hilnas evaluate` runs)."""
+    from host.export.evaluate import raw_outputs
 
-    if resolver == "AUTO":
-        it = _interpreter(model)  # exactly what `hilnas evaluate` runs
-    else:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-        it = Interpreter(model_content=model, num_threads=1,
-                         experimental_op_resolver_type=OpResolverType[resolver])
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    shape = [1, *(int(d) for d in inp["shape"][1:])]
-    if int(inp["shape"][0]) != 1:
-        it.resize_tensor_input(inp["index"], shape)
-    it.allocate_tensors()
-    n_out = int(np.prod(out["shape"][1:])) if len(out["shape"]) > 1 else 1
-    ys = np.empty((len(xq), n_out), out["dtype"])
-    for i in range(len(xq)):
-        # Every window starts from a zero state, as in Keras (stateful=False) and as the
-        # serial protocol resets TFLM: LiteRT keeps an LSTM's state in variable tensors
-        # from one invoke to the next unless they are reset.
-        it.reset_all_variables()
-        it.set_tensor(inp["index"], np.asarray(xq[i]).reshape(shape).astype(inp["dtype"]))
-        it.invoke()
-        ys[i] = it.get_tensor(out["index"]).reshape(-1)[:n_out]
-    return ys
+    return raw_outputs(model, xq, resolver)
 
 
 # --------------------------------------------------------------------------- on the device

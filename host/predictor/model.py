@@ -374,11 +374,10 @@ class LatencyPredictor:
         }
 
     def save(self, path: str | Path) -> Path:
+        from host.store.files import write_atomic
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_text(json.dumps(self.to_json()))
-        tmp.replace(path)
+        write_atomic(path, json.dumps(self.to_json()))
         return path
 
     @classmethod

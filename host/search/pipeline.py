@@ -380,10 +380,7 @@ class CandidatePipeline:
                 return figures  # the trained model's measurement will say what is missing
             untrained.add_measurement(name, data)
             runs_on[name] = "ok"
-        for label, value in untrained.values.items():
-            source = untrained.sources[label]
-            figures.add(f"untrained:{label}", value,
-                        source if source.startswith("predicted") else f"{source} (untrained)")
+        _keep_untrained(figures, untrained)
         broken = [c for c in self.cfg.constraints
                   if c.device in self.probe_devices and c.violation(untrained.get(c.label)) > 0]
         if not broken and not skipped:
@@ -414,9 +411,7 @@ class CandidatePipeline:
             if data is not None:
                 untrained = Figures()
                 untrained.add_measurement(name, data)
-                for label, value in untrained.values.items():
-                    figures.add(f"untrained:{label}", value,
-                                f"{untrained.sources[label]} (untrained)")
+                _keep_untrained(figures, untrained)
 
     def _untrained_model(self, key: str) -> dict[str, Any]:
         """The int8 model of the untrained network (seeded weights; from the store if made)."""
@@ -771,6 +766,14 @@ class Skipped(HilnasError):
         self.device = device
         self.prediction = prediction
         self.reason = reason
+
+
+def _keep_untrained(figures: Figures, untrained: Figures) -> None:
+    """Add an untrained model's figures as `untrained:LABEL`, measured ones said so."""
+    for label, value in untrained.values.items():
+        source = untrained.sources[label]
+        figures.add(f"untrained:{label}", value,
+                    source if source.startswith("predicted") else f"{source} (untrained)")
 
 
 def _done(value: Trained) -> Future[Trained]:
