@@ -31,12 +31,16 @@ class McuEmulatorBackend(SerialBridgeBackend):
         name: str | None = None,
         emulator_args: Sequence[str] = (),
         margin_s: float = 0.25,
+        compression: bool = False,
     ) -> None:
         from device_agent.mcu.boards import load_board
         from device_agent.mcu.emulator import EmulatorProcess
 
-        self.board_spec = load_board(board)  # a clear ConfigError for an unknown board
-        self.emulator = EmulatorProcess(board, extra_args=emulator_args)
+        # A clear ConfigError for an unknown board. `compression`: the emulated firmware is
+        # built with TFLM compression, so LUT-compressed models (DECODE) run.
+        self.board_spec = load_board(board).with_limits(compression=compression)
+        args = [*emulator_args, "--compression"] if compression else list(emulator_args)
+        self.emulator = EmulatorProcess(board, extra_args=args)
         try:
             super().__init__(self.emulator.path, name=name, margin_s=margin_s)
         except BaseException:
@@ -100,7 +104,10 @@ class McuEmulatorBackend(SerialBridgeBackend):
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         _add(parser, "--board", default="nano33ble", help="mcu-emulator: board id in boards.json")
+        _add(parser, "--compression", action="store_true",
+             help="mcu-emulator: firmware built with TFLM compression (LUT models run)")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Backend:
-        return cls(getattr(args, "board", None) or "nano33ble", name=getattr(args, "name", None))
+        return cls(getattr(args, "board", None) or "nano33ble", name=getattr(args, "name", None),
+                   compression=bool(getattr(args, "compression", False)))

@@ -34,7 +34,6 @@ from device_agent.serial_protocol import (
     crc16,
     encode_frame,
 )
-from device_agent.tflite_schema import model_ops
 from device_agent.versions import AGENT_VERSION
 
 INTER_BYTE_TIMEOUT_S = 0.050
@@ -221,7 +220,8 @@ class EmulatedBoard:
             "chunk_ms": 20,
             "cycle_model": s.cycle_model.get("name", ""),
             "model_sha": self.flash.sha.hex() if self.flash.valid else "",
-            "ops": ",".join(s.ops),
+            "ops": ",".join(s.resolver_ops),
+            "compression": int(s.compression),
         }
         text = "".join(f"{k}={v}\n" for k, v in lines.items()).encode()
         if not p:
@@ -301,14 +301,22 @@ class EmulatedBoard:
         model = bytes(self.flash.data)
         if self.host is None:
             try:
-                ops = model_ops(model)  # a malformed flatbuffer is a CandidateRejected
+                # Custom operators by name (TFLM_DECODE), as the resolver registers them; a
+                # malformed flatbuffer is a CandidateRejected.
+                ops = tflm_host.op_names(model)
             except CandidateRejected as exc:
                 raise _Error(ErrorCode.MODEL_INVALID, str(exc)) from None
-            missing = sorted(set(ops) - set(self.spec.ops))
+            missing = sorted(set(ops) - set(self.spec.resolver_ops))
             if missing:
+                hint = ""
+                if tflm_host.DECODE_OP in missing and tflm_host.DECODE_OP in (
+                    self.spec.compression_ops
+                ):
+                    hint = (" (a LUT-compressed model: it needs a firmware built with "
+                            "USE_TFLM_COMPRESSION=1; emulator: --compression)")
                 raise _Error(
                     ErrorCode.UNSUPPORTED_OP,
-                    f"op {', '.join(missing)} is not in the firmware's op resolver",
+                    f"op {', '.join(missing)} is not in the firmware's op resolver{hint}",
                 )
             try:
                 self.host = tflm_host.allocate(model, self.spec.arena_bytes)

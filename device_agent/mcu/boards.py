@@ -29,6 +29,15 @@ class BoardSpec:
     tflm_version: str
     ops: tuple[str, ...]
     cycle_model: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    #: Operators a firmware built with TFLM compression adds (DECODE for LUT models).
+    compression_ops: tuple[str, ...] = ()
+    #: Whether this board's firmware was built with compression (`compression_ops` resolved).
+    compression: bool = False
+
+    @property
+    def resolver_ops(self) -> tuple[str, ...]:
+        """The operators the firmware's op resolver registers."""
+        return self.ops + (self.compression_ops if self.compression else ())
 
     @property
     def arena_bytes(self) -> int:
@@ -41,15 +50,23 @@ class BoardSpec:
         return self.flash_bytes - self.flash_reserve_bytes - self.metadata_sector_bytes
 
     def with_limits(
-        self, *, ram_bytes: int | None = None, flash_bytes: int | None = None
+        self,
+        *,
+        ram_bytes: int | None = None,
+        flash_bytes: int | None = None,
+        compression: bool | None = None,
     ) -> BoardSpec:
-        """A copy with other physical sizes (tests use a small flash for 'too large')."""
+        """A copy with other sizes (tests use a small flash for 'too large') or firmware.
+
+        `compression=True`: the firmware was built with TFLM compression (DECODE resolved).
+        """
         from dataclasses import replace
 
         return replace(
             self,
             ram_bytes=self.ram_bytes if ram_bytes is None else ram_bytes,
             flash_bytes=self.flash_bytes if flash_bytes is None else flash_bytes,
+            compression=self.compression if compression is None else compression,
         )
 
 
@@ -85,6 +102,7 @@ def load_board(board_id: str) -> BoardSpec:
             tflm_version=b["tflm_version"],
             ops=tuple(b["ops"]),
             cycle_model=dict(b.get("cycle_model", {})),
+            compression_ops=tuple(b.get("compression_ops", ())),
         )
     except KeyError as exc:
         raise ConfigError(f"boards.json: board {board_id!r} lacks key {exc}") from None

@@ -60,6 +60,10 @@ def serve(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--board", default="nano33ble")
     parser.add_argument("--ram-bytes", type=int, default=None, help="override the board's RAM")
     parser.add_argument("--flash-bytes", type=int, default=None, help="override its flash")
+    parser.add_argument(
+        "--compression", action="store_true",
+        help="emulate a firmware built with USE_TFLM_COMPRESSION=1 (runs LUT-compressed models)",
+    )
     parser.add_argument("--corrupt-rate", type=float, default=0.0)
     parser.add_argument("--drop-rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -71,7 +75,7 @@ def serve(argv: Sequence[str] | None = None) -> int:
     from device_agent.mcu.board import EmulatedBoard
 
     spec = load_board(args.board).with_limits(
-        ram_bytes=args.ram_bytes, flash_bytes=args.flash_bytes
+        ram_bytes=args.ram_bytes, flash_bytes=args.flash_bytes, compression=args.compression
     )
     faults = LineFaults(args.corrupt_rate, args.drop_rate, args.seed)
     rng = random.Random(args.seed)

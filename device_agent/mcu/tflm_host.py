@@ -134,8 +134,12 @@ class ArenaTooSmall(CandidateRejected):
 _PROBE_ARENA = 16 * 1024 * 1024
 
 
-def allocate(model: bytes, arena_bytes: int) -> HostInterpreter:
+def allocate(model: bytes, arena_bytes: int, alt_decompression_bytes: int = 0) -> HostInterpreter:
     """Build a TFLM interpreter with an arena of `arena_bytes` and report what it used.
+
+    `alt_decompression_bytes`: a separate memory region for the outputs of DECODE operators
+    (the weights of a LUT-compressed model, decoded before each use); 0 puts them in the
+    arena, where the report then counts them.
 
     Raises ArenaTooSmall when TFLM's planner cannot fit the model, CandidateRejected for a
     model TFLM refuses otherwise (its log is in the message).
@@ -143,7 +147,11 @@ def allocate(model: bytes, arena_bytes: int) -> HostInterpreter:
     from tflite_micro.python.tflite_micro import runtime
 
     def build() -> Any:
-        return runtime.Interpreter.from_bytes(model, arena_size=int(arena_bytes))
+        return runtime.Interpreter.from_bytes(
+            model,
+            arena_size=int(arena_bytes),
+            alt_decompression_memory_size=int(alt_decompression_bytes),
+        )
 
     try:
         interp, _log = capture_stderr(build)
@@ -157,7 +165,7 @@ def allocate(model: bytes, arena_bytes: int) -> HostInterpreter:
         # that is too small from a model TFLM cannot prepare, and yields the size needed.
         if arena_bytes < _PROBE_ARENA:
             try:
-                needed = allocate(model, _PROBE_ARENA).report.total
+                needed = allocate(model, _PROBE_ARENA, alt_decompression_bytes).report.total
             except CandidateRejected:
                 raise CandidateRejected(f"TFLM cannot prepare the model: {last}") from None
             raise ArenaTooSmall(
@@ -173,6 +181,36 @@ def allocate(model: bytes, arena_bytes: int) -> HostInterpreter:
     inputs = [interp.get_input_details(i) for i in range(sg.InputsLength())]
     outputs = [interp.get_output_details(i) for i in range(sg.OutputsLength())]
     return HostInterpreter(interp, report, inputs, outputs)
+
+
+def op_names(model: bytes) -> list[str]:
+    """Operator names in execution order, custom operators by their custom code.
+
+    `device_agent.tflite_schema.model_ops` names every custom operator "CUSTOM"; a board's
+    op resolver registers custom operators by name (TFLM's DECODE is the custom operator
+    "TFLM_DECODE"), so the check against the resolver needs that name.
+    """
+    from device_agent.tflite_schema import operator_name, read_model, rejecting_corrupt
+
+    with rejecting_corrupt():
+        m = read_model(model)
+        if m.SubgraphsLength() < 1:
+            raise CandidateRejected("the model has no subgraph")
+        names = []
+        for s in range(m.SubgraphsLength()):
+            sg = m.Subgraphs(s)
+            for i in range(sg.OperatorsLength()):
+                op = sg.Operators(i)
+                custom = m.OperatorCodes(op.OpcodeIndex()).CustomCode()
+                if custom is not None:
+                    names.append(custom.decode("utf-8", "replace"))
+                else:
+                    names.append(operator_name(m, op))
+        return names
+
+
+#: The custom operator TFLM's compression tool inserts to decode a compressed tensor.
+DECODE_OP = "TFLM_DECODE"
 
 
 def tensor_nbytes(details: dict[str, Any]) -> int:

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "data",
     "train",
     "evaluate",
+    "compress",
     "validate",
     "search",
     "runs",

@@ -22,7 +22,8 @@ def add_dataset_options(p: argparse.ArgumentParser, *, for_eval: bool = False) -
         "~/.cache/hilnas or $HILNAS_CACHE_DIR, where missing records are downloaded)",
     )
     p.add_argument("--records", help="comma-separated record names, or 'all' (default all)")
-    p.add_argument("--preset", help="normal-vs-anomalous (default), aami5, ventricular or custom")
+    p.add_argument("--preset", help="normal-vs-anomalous (default), normal-vs-ectopic, aami5, "
+                   "ventricular or custom")
     if for_eval:
         return
     p.add_argument(
@@ -34,7 +35,15 @@ def add_dataset_options(p: argparse.ArgumentParser, *, for_eval: bool = False) -
     p.add_argument("--window", type=int, help="samples per window (default 256)")
     p.add_argument("--stride", type=int, help="samples between windows (default: the window)")
     p.add_argument("--lead", help="lead name or index (default MLII)")
-    p.add_argument("--normalization", help="zscore (default), minmax, record or none")
+    p.add_argument("--normalization",
+                   help="zscore (default), minmax, record, running (per patient, the last "
+                   "10 s) or none")
+    p.add_argument("--alignment", choices=["fixed", "beat"],
+                   help="fixed windows (default) or one window centred on each beat")
+    p.add_argument("--rr-features", action="store_true", default=None,
+                   help="with --alignment beat: RR-interval features as a second model input")
+    p.add_argument("--val-fraction", type=float,
+                   help="share of patients held out for validation (default 0.1)")
     p.add_argument("--sample-rate", type=float, help="resample to this rate (Hz)")
     p.add_argument("--split", help="patient (default), dechazal or random")
     p.add_argument("--seed", type=int, default=0, help="seeds the split and training (0)")
@@ -86,6 +95,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
         "stride": args.stride,
         "lead": _lead(args.lead) if args.lead is not None else None,
         "normalization": args.normalization,
+        "alignment": args.alignment,
+        "rr_features": args.rr_features,
+        "val_fraction": args.val_fraction,
         "sample_rate": args.sample_rate,
         "split": args.split,
         "seed": args.seed,

@@ -1,4 +1,10 @@
-"""`hilnas evaluate MODEL.tflite`: quality of an exported model on chosen ECG records."""
+"""`hilnas evaluate MODEL.tflite`: quality of an exported model on chosen ECG records.
+
+Besides accuracy, balanced accuracy and F1 it prints the inter-patient figures (AAMI
+per-class sensitivity and positive predictivity, normal-vs-anomalous balanced accuracy,
+the j-index) and, for a beat-aligned model with `--detect`, the scores on the beats that
+wfdb's XQRS detector finds, with the detector's own sensitivity.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,38 @@ from typing import Any
 
 from host.cli.data import add_dataset_options, parse_records
 
+#: MIT-BIH's paced records: AAMI (and de Chazal's DS1/DS2) leave them out
+PACED_RECORDS = ("102", "104", "107", "217")
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="quality of a .tflite model on ECG records (LiteRT)")
     p.add_argument("model", help="a .tflite exported by hilnas (its metadata sets windowing)")
     add_dataset_options(p, for_eval=True)
+    p.add_argument(
+        "--detect", action="store_true",
+        help="beat-aligned models: score the beats wfdb's XQRS detector finds, not the "
+        "annotated ones (reports the detector's sensitivity too)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
+
+
+def unseen_records(meta: dict[str, Any], data_dir: str | None) -> tuple[str, ...]:
+    """Every present record outside the model's training and validation records.
+
+    Paced records are left out as AAMI recommends; what is left is the run's test patients
+    and the records the run never loaded.
+    """
+    from host.data.dataset import records_for_evaluation
+    from host.errors import ConfigError
+
+    sides = meta.get("records") or {}
+    if not sides.get("train"):
+        raise ConfigError("--records unseen: the model's metadata does not list its records")
+    seen = set(sides.get("train", [])) | set(sides.get("val", []))
+    present = records_for_evaluation(meta.get("database", "mitdb"), data_dir)
+    return tuple(r for r in present if r not in seen and r not in PACED_RECORDS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,24 +59,42 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"model: {path} does not exist")
     buf = path.read_bytes()
     meta = read_metadata(buf)
-    records = parse_records(args.records)
+    if args.records is not None and args.records.strip().lower() == "unseen":
+        records: tuple[str, ...] | None = unseen_records(meta, args.data_dir)
+    else:
+        records = parse_records(args.records)
     if args.records is None:
         test = (meta.get("records") or {}).get("test")
         records = tuple(test) if test else None
     cfg = config_from_metadata(meta, preset=args.preset, records=records, data_dir=args.data_dir)
-    metrics = evaluate_tflite(buf, cfg, progress=not args.json)
+    metrics = evaluate_tflite(buf, cfg, progress=not args.json, detect=args.detect)
     if args.json:
         print(json.dumps(metrics, indent=2, default=str))
         return 0
     print(f"{path.name} ({metrics.get('quantization') or 'unknown'}, {len(buf)} bytes)")
     print(f"data: {metrics['data']}  (preset {cfg.preset}, {metrics['n']} windows)")
+    if metrics.get("beats"):
+        print(f"beats: {metrics['beats']}")
+    det = metrics.get("detection")
+    if det:
+        print(
+            f"detector {det['detector']}: sensitivity {det['sensitivity']:.4f}, positive "
+            f"predictivity {det['positive_predictivity']:.4f} ({det['matched_beats']} of "
+            f"{det['reference_beats']} reference beats, {det['detected_beats']} detections)"
+        )
     print(
         f"accuracy {metrics['accuracy']:.4f}  balanced {metrics['balanced_accuracy']:.4f}  "
         f"F1 macro {metrics['f1_macro']:.4f}"
     )
+    ip = metrics["inter_patient"]
+    nva = ip["normal_vs_anomalous_balanced_accuracy"]
+    line = f"normal-vs-anomalous balanced accuracy {nva:.4f}"
+    if "j_index" in ip:
+        line += f"  j-index {ip['j_index']:.4f}"
+    print(line)
     for name, pc in metrics["per_class"].items():
         print(
-            f"  {name:<12} precision {pc['precision']:.3f} recall {pc['recall']:.3f} "
-            f"F1 {pc['f1']:.3f} n={pc['support']}"
+            f"  {name:<12} sensitivity {pc['recall']:.3f} positive predictivity "
+            f"{pc['precision']:.3f} F1 {pc['f1']:.3f} n={pc['support']}"
         )
     return 0

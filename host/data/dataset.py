@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,30 +13,56 @@ from typing import Any
 import numpy as np
 
 from host.data import cache as cache_mod
+from host.data.beats import RR_FEATURES
 from host.data.classes import ClassScheme, resolve_scheme
 from host.data.download import ensure_records
-from host.data.mitdb import DATABASES, available_records, data_root, database_dir, load_record
+from host.data.mitdb import (
+    DATABASES,
+    EcgRecord,
+    available_records,
+    data_root,
+    database_dir,
+    load_record,
+)
 from host.data.splits import SPLITS, Splits, dechazal_split, patient_split, random_split
-from host.data.windows import NORMALIZATIONS, make_windows
+from host.data.windows import NORMALIZATIONS, make_beat_windows, make_windows
 from host.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
+
+ALIGNMENTS = ("fixed", "beat")
+#: with beat alignment and max_windows_per_record, each class keeps up to this share of a
+#: record's budget (fixed windows keep a tenth)
+BEAT_FLOOR_SHARE = 0.5
+#: below this many validation patients, a warning says the quality figure will be noisy
+MIN_VAL_PATIENTS = 5
 
 
 @dataclass(frozen=True)
 class EcgDatasetConfig:
     """What dataset to build. Validated on construction; errors name the bad key.
 
-    - `preset`: "normal-vs-anomalous", "aami5", "ventricular" or "custom" (then `custom`
-      maps class names to annotation codes, `custom_source` says beat or rhythm codes).
+    - `preset`: "normal-vs-anomalous", "normal-vs-ectopic" (AAMI N against S, V and F),
+      "aami5", "ventricular" or "custom" (then `custom` maps class names to annotation
+      codes, `custom_source` says beat or rhythm codes).
     - `records`: record names, or None for every record present.
     - `window`/`stride`: samples per window and between window starts (stride None = window).
     - `lead`: a signal name ("MLII") or index. With a name, records that lack it are skipped
       when `records` is None and are an error when named explicitly.
-    - `normalization`: "zscore" (per window), "minmax", "record" or "none".
+    - `alignment`: "fixed" (windows every `stride` samples, labelled by the beats inside)
+      or "beat" (one window centred on each annotated beat, labelled by that beat; `stride`
+      does not apply; host.data.beats).
+    - `rr_features`: with beat alignment, give the model the beat's RR-interval features
+      (host.data.beats.RR_FEATURES) as a second input.
+    - `normalization`: "zscore" (per window), "minmax", "record" (per patient), "running"
+      (per patient, causal: the last 10 s) or "none".
     - `sample_rate`: resample to this rate (None keeps the record's own, 360 Hz for mitdb).
     - `split`: "patient" (seeded hold-out of whole patients, default), "dechazal" (DS1/DS2)
       or "random" (the paper's 70/10/20 of windows; leaks patients into test).
+    - `val_fraction`: the share of patients (patient-wise and de Chazal splits) held out for
+      validation, which early stopping and the search's quality objective use. A handful of
+      patients makes that figure swing from epoch to epoch; a warning names a split with
+      fewer than `MIN_VAL_PATIENTS`.
     - `max_windows_per_record`: keep at most this many windows per record (for speed); the
       sample is seeded and every class present in a record keeps some windows.
     - `data_dir`/`cache_dir`: where the databases are and where prepared sets are cached;
@@ -52,10 +78,13 @@ class EcgDatasetConfig:
     records: tuple[str, ...] | None = None
     window: int = 256
     stride: int | None = None
+    alignment: str = "fixed"
+    rr_features: bool = False
     lead: str | int = "MLII"
     normalization: str = "zscore"
     sample_rate: float | None = None
     split: str = "patient"
+    val_fraction: float = 0.1
     seed: int = 0
     max_windows_per_record: int | None = None
     data_dir: str | None = field(default=None, compare=False)
@@ -80,6 +109,18 @@ class EcgDatasetConfig:
             raise ConfigError(f"window: must be an integer >= 8, not {self.window!r}")
         if self.stride is not None and (not isinstance(self.stride, int) or self.stride < 1):
             raise ConfigError(f"stride: must be a positive integer, not {self.stride!r}")
+        if self.alignment not in ALIGNMENTS:
+            raise ConfigError(
+                f"alignment: unknown {self.alignment!r}; choose one of {list(ALIGNMENTS)}"
+            )
+        if self.alignment == "beat" and self.stride is not None:
+            raise ConfigError("stride: beat-aligned windows have one window per beat; drop stride")
+        if not isinstance(self.rr_features, bool):
+            raise ConfigError(f"rr_features: must be true or false, not {self.rr_features!r}")
+        if self.rr_features and self.alignment != "beat":
+            raise ConfigError("rr_features: RR intervals need alignment = 'beat'")
+        if not isinstance(self.val_fraction, (int, float)) or not 0 < self.val_fraction < 0.5:
+            raise ConfigError(f"val_fraction: must be in (0, 0.5), not {self.val_fraction!r}")
         if self.normalization not in NORMALIZATIONS:
             raise ConfigError(
                 f"normalization: unknown {self.normalization!r}; choose {list(NORMALIZATIONS)}"
@@ -90,14 +131,32 @@ class EcgDatasetConfig:
             raise ConfigError("max_windows_per_record: must be positive")
         if self.sample_rate is not None and self.sample_rate <= 0:
             raise ConfigError(f"sample_rate: must be positive, not {self.sample_rate}")
-        self.scheme()  # unknown preset or bad custom mapping fails here, not later
+        scheme = self.scheme()  # unknown preset or bad custom mapping fails here, not later
+        if self.alignment == "beat" and scheme.source != "beat":
+            raise ConfigError(
+                f"alignment: 'beat' needs a beat-code preset; {scheme.name!r} labels rhythms"
+            )
 
     def scheme(self) -> ClassScheme:
         return resolve_scheme(self.preset, self.custom, self.custom_source, self.custom_priority)
 
+    @property
+    def n_aux_features(self) -> int:
+        """Values of the second model input (0: the model has the window only)."""
+        return len(RR_FEATURES) if self.rr_features else 0
+
     def key_fields(self) -> dict[str, Any]:
         """Return the fields that change the prepared arrays (the cache key)."""
         d = asdict(self)
+        # Fields added after datasets were cached: at their defaults they leave the key as it
+        # was, so caches built before them stay valid.
+        for name, default in (("alignment", "fixed"), ("rr_features", False),
+                              ("val_fraction", 0.1)):
+            if d[name] == default:
+                d.pop(name)
+        if self.alignment == "beat":
+            d["subsample_floor_share"] = BEAT_FLOOR_SHARE
+            d["rr_feature_names"] = list(RR_FEATURES)
         for k in ("data_dir", "cache_dir", "use_cache"):
             d.pop(k)
         d["custom"] = dict(self.custom) if self.custom is not None else None
@@ -154,8 +213,11 @@ class EcgDataset(Splits):
             "sample_rate": self.sample_rate,
             "resample": cfg.sample_rate,
             "normalization": cfg.normalization,
+            "alignment": cfg.alignment,
+            "rr_features": list(RR_FEATURES) if cfg.rr_features else None,
             "lead": cfg.lead,
             "split": self.split_description,
+            "selection": self.selection,
             "split_kind": cfg.split,
             "seed": cfg.seed,
             "records": self.records,
@@ -163,12 +225,17 @@ class EcgDataset(Splits):
         }
 
 
-def _subsample(y: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
-    """Return indices of at most `limit` windows, roughly proportional, each class keeping some."""
+def _subsample(
+    y: np.ndarray, limit: int, rng: np.random.Generator, floor_share: float = 0.1
+) -> np.ndarray:
+    """Return indices of at most `limit` windows, roughly proportional, each class keeping some.
+
+    Every class keeps at least `floor_share` of the limit (all of it when it has fewer).
+    """
     if len(y) <= limit:
         return np.arange(len(y))
     classes, counts = np.unique(y, return_counts=True)
-    floor = max(1, limit // 10)
+    floor = max(1, int(limit * floor_share))
     quota = {
         c: min(n, max(floor, int(limit * n / len(y)))) for c, n in zip(classes, counts, strict=True)
     }
@@ -220,7 +287,7 @@ def load_ecg_dataset(
             return _from_arrays(hit[0], hit[1], cfg, key)
 
     t0 = time.perf_counter()
-    xs, ys, skipped, fs_out = _collect(cfg, scheme, records, explicit, progress)
+    xs, ys, auxs, skipped, fs_out = _collect(cfg, scheme, records, explicit, progress)
     used = [r for r in records if r in ys]
     if not used:
         raise DataError(f"no labelled windows in records {', '.join(records)} for {scheme.name}")
@@ -234,8 +301,10 @@ def load_ecg_dataset(
 
     if cfg.split == "random":
         x_all = np.concatenate([xs[r] for r in used])
-        tr, va, te = random_split(all_y, cfg.seed)
-        parts = [(x_all[i], all_y[i]) for i in (tr, va, te)]
+        a_all = np.concatenate([auxs[r] for r in used]) if auxs else None
+        tr, va, te = random_split(all_y, cfg.seed, (0.9 - cfg.val_fraction, cfg.val_fraction, 0.1)
+                                  if cfg.val_fraction != 0.1 else (0.7, 0.1, 0.2))
+        parts = [(x_all[i], all_y[i], None if a_all is None else a_all[i]) for i in (tr, va, te)]
         rec_sides = {"train": used, "val": used, "test": used}
         desc = (
             f"random 70/10/20 of windows (seed {cfg.seed}, {len(used)} records; "
@@ -244,21 +313,29 @@ def load_ecg_dataset(
     else:
         classes_by_record = {r: set(np.unique(ys[r]).tolist()) for r in used}
         if cfg.split == "patient":
-            sides = patient_split(used, classes_by_record, cfg.seed)
+            test_fraction = 0.2
+            sides = patient_split(used, classes_by_record, cfg.seed,
+                                  (1 - cfg.val_fraction - test_fraction, cfg.val_fraction,
+                                   test_fraction))
             desc = f"patient-wise hold-out (seed {cfg.seed})"
         else:
-            sides = dechazal_split(used, cfg.seed)
+            sides = dechazal_split(used, cfg.seed, cfg.val_fraction)
             desc = f"de Chazal DS1/DS2 (202 in DS1; val seed {cfg.seed})"
         parts = []
+        n_aux = cfg.n_aux_features
         for side in sides:
             if side:
-                parts.append(
-                    (np.concatenate([xs[r] for r in side]), np.concatenate([ys[r] for r in side]))
-                )
+                parts.append((
+                    np.concatenate([xs[r] for r in side]),
+                    np.concatenate([ys[r] for r in side]),
+                    np.concatenate([auxs[r] for r in side]) if n_aux else None,
+                ))
             else:
-                parts.append(
-                    (np.zeros((0, xs[used[0]].shape[1]), np.float32), np.zeros(0, np.int64))
-                )
+                parts.append((
+                    np.zeros((0, xs[used[0]].shape[1]), np.float32),
+                    np.zeros(0, np.int64),
+                    np.zeros((0, n_aux), np.float32) if n_aux else None,
+                ))
         rec_sides = dict(zip(("train", "val", "test"), sides, strict=True))
         desc += f"; train {','.join(sides[0])}; val {','.join(sides[1])}; test {','.join(sides[2])}"
     meta: dict[str, Any] = {
@@ -270,9 +347,11 @@ def load_ecg_dataset(
         "config": cfg.key_fields(),
     }
     arrays: dict[str, np.ndarray] = {}
-    for side_name, (x, y) in zip(("train", "val", "test"), parts, strict=True):
+    for side_name, (x, y, aux) in zip(("train", "val", "test"), parts, strict=True):
         arrays[f"x_{side_name}"] = x[..., None].astype(np.float32)
         arrays[f"y_{side_name}"] = y.astype(np.int64)
+        if aux is not None:
+            arrays[f"aux_{side_name}"] = aux.astype(np.float32)
     log.info("dataset %s built in %.1f s", key, time.perf_counter() - t0)
     if cfg.use_cache:
         cache_mod.store(cache_dir, key, arrays, meta)
@@ -285,13 +364,74 @@ def _collect(
     records: list[str],
     explicit: bool,
     progress: bool,
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str], float]:
-    """Return labelled windows per record, the skipped records and the sample rate."""
+) -> tuple[
+    dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], list[str], float
+]:
+    """Return windows, targets and RR features (with `rr_features`) per record.
+
+    Also the records skipped for lacking the lead, and the sample rate.
+    """
     xs: dict[str, np.ndarray] = {}
     ys: dict[str, np.ndarray] = {}
+    auxs: dict[str, np.ndarray] = {}
     skipped: list[str] = []
     fs_out = float(cfg.sample_rate or 0.0)
     rng = np.random.default_rng(cfg.seed)
+    for name, rec in _read_records(cfg, records, explicit, progress, skipped):
+        aux: np.ndarray | None = None
+        if cfg.alignment == "beat":
+            x, y, aux, _ = make_beat_windows(rec, scheme, cfg.window, cfg.normalization,
+                                             cfg.sample_rate)
+        else:
+            x, y = make_windows(rec, scheme, cfg.window, cfg.stride, cfg.normalization,
+                                cfg.sample_rate)
+        fs_out = cfg.sample_rate or rec.fs
+        if cfg.max_windows_per_record is not None:
+            # Beats: a record's few ectopic beats are what a model learns them from, so each
+            # class keeps up to half the per-record budget (fixed windows: a tenth, as before).
+            share = BEAT_FLOOR_SHARE if cfg.alignment == "beat" else 0.1
+            keep = _subsample(y, cfg.max_windows_per_record, rng, share)
+            x, y = x[keep], y[keep]
+            aux = None if aux is None else aux[keep]
+        if len(y):
+            xs[name], ys[name] = x, y
+            if cfg.rr_features and aux is not None:
+                auxs[name] = aux
+    return xs, ys, auxs, skipped, fs_out
+
+
+@dataclass
+class EcgWindows:
+    """Every labelled window of some records, unsplit (what `hilnas evaluate` scores).
+
+    `aux` holds the RR features of a model with a second input; `records` the records
+    that gave windows and `per_record` how many windows each gave, in order. `beats` says
+    where the beats came from ("reference annotations" or the detector) and `detection`
+    the detector's own sensitivity and positive predictivity (host.data.beats.BeatMatch).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    class_names: tuple[str, ...]
+    records: list[str]
+    aux: np.ndarray | None = None
+    per_record: list[int] = field(default_factory=list)
+    beats: str = "reference annotations"
+    detection: dict[str, Any] | None = None
+
+    def inputs(self) -> np.ndarray | list[np.ndarray]:
+        return self.x if self.aux is None else [self.x, self.aux]
+
+
+def _read_records(
+    cfg: EcgDatasetConfig, records: list[str], explicit: bool, progress: bool,
+    skipped: list[str],
+) -> Iterator[tuple[str, EcgRecord]]:
+    """Each record's lead, in order.
+
+    A record without the lead is skipped (and listed in `skipped`) when every record was
+    asked for, and is an error when it was named.
+    """
     iterator: Any = _progress(records, "records") if progress else records
     for name in iterator:
         try:
@@ -302,14 +442,7 @@ def _collect(
             skipped.append(name)
             log.warning("skipping record %s: %s", name, exc)
             continue
-        x, y = make_windows(rec, scheme, cfg.window, cfg.stride, cfg.normalization, cfg.sample_rate)
-        fs_out = cfg.sample_rate or rec.fs
-        if cfg.max_windows_per_record is not None:
-            keep = _subsample(y, cfg.max_windows_per_record, rng)
-            x, y = x[keep], y[keep]
-        if len(y):
-            xs[name], ys[name] = x, y
-    return xs, ys, skipped, fs_out
+        yield name, rec
 
 
 def load_ecg_windows(
@@ -318,16 +451,74 @@ def load_ecg_windows(
     """Return every labelled window of `config.records` (no split, no cache).
 
     Used to evaluate a model on chosen records with the windowing it was trained with:
-    x (n, window, 1), y (n,), the class names and the records that gave windows.
+    x (n, window, 1), y (n,), the class names and the records that gave windows. A model
+    with a second input needs `load_ecg_eval_windows` (which also gives the RR features).
+    """
+    w = load_ecg_eval_windows(config, progress=progress)
+    return w.x, w.y, w.class_names, w.records
+
+
+def load_ecg_eval_windows(
+    config: EcgDatasetConfig, progress: bool = False, detect: bool = False
+) -> EcgWindows:
+    """Every labelled window of `config.records`, with RR features when the config has them.
+
+    `detect`: find the beats with the QRS detector (wfdb's XQRS) instead of the reference
+    annotations, as a device on a raw signal would; each detected beat takes the class of
+    the reference beat it matches within 150 ms, and the detector's own sensitivity and
+    positive predictivity over all records are reported. Beat alignment only.
     """
     scheme = config.scheme()
     records, explicit = _resolve_records(config)
-    xs, ys, _, _ = _collect(config, scheme, records, explicit, progress)
-    used = [r for r in records if r in ys]
-    if not used:
-        raise DataError(f"no labelled windows in records {', '.join(records)} for {scheme.name}")
-    x = np.concatenate([xs[r] for r in used])[..., None].astype(np.float32)
-    return x, np.concatenate([ys[r] for r in used]), scheme.classes, used
+    if not detect:
+        xs, ys, auxs, _, _ = _collect(config, scheme, records, explicit, progress)
+        used = [r for r in records if r in ys]
+        if not used:
+            raise DataError(
+                f"no labelled windows in records {', '.join(records)} for {scheme.name}"
+            )
+        x = np.concatenate([xs[r] for r in used])[..., None].astype(np.float32)
+        aux = np.concatenate([auxs[r] for r in used]) if config.rr_features else None
+        return EcgWindows(x, np.concatenate([ys[r] for r in used]), scheme.classes, used, aux,
+                          [len(ys[r]) for r in used])
+    if config.alignment != "beat":
+        raise ConfigError("detect: detected beats need a beat-aligned model (alignment = 'beat')")
+    from host.data.beats import BeatMatch, annotated_beats, detect_beats, match_beats
+    from host.data.windows import resample
+
+    parts: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+    n_ref = n_det = n_matched = 0
+    for name, rec in _read_records(config, records, explicit, progress, []):
+        signal, ann, fs = resample(rec, config.sample_rate)
+        detected = detect_beats(signal, fs)
+        match: BeatMatch = match_beats(annotated_beats(ann, rec.ann_symbols)[0], detected, fs)
+        n_ref, n_det, n_matched = (n_ref + match.n_reference, n_det + match.n_detected,
+                                   n_matched + match.matched)
+        x, y, aux, _ = make_beat_windows(rec, scheme, config.window, config.normalization,
+                                         config.sample_rate, beats=detected)
+        if len(y):
+            parts.append((name, x, y, aux))
+    if not parts:
+        raise DataError(f"no detected beats matched a labelled beat in {', '.join(records)}")
+    detection = {
+        "detector": "wfdb.processing.XQRS",
+        "reference_beats": n_ref,
+        "detected_beats": n_det,
+        "matched_beats": n_matched,
+        "sensitivity": n_matched / n_ref if n_ref else float("nan"),
+        "positive_predictivity": n_matched / n_det if n_det else float("nan"),
+        "note": "detected beats that match no reference beat are not scored",
+    }
+    return EcgWindows(
+        np.concatenate([p[1] for p in parts])[..., None].astype(np.float32),
+        np.concatenate([p[2] for p in parts]),
+        scheme.classes,
+        [p[0] for p in parts],
+        np.concatenate([p[3] for p in parts]) if config.rr_features else None,
+        [len(p[2]) for p in parts],
+        beats="detected by wfdb XQRS (labels of the matching reference beats)",
+        detection=detection,
+    )
 
 
 def _fields(cfg: EcgDatasetConfig) -> dict[str, Any]:
@@ -358,7 +549,20 @@ def _from_arrays(
         config=cfg,
         records={k: list(v) for k, v in meta["records"].items()},
         sample_rate=float(meta["sample_rate"]),
+        aux_train=arrays.get("aux_train"),
+        aux_val=arrays.get("aux_val"),
+        aux_test=arrays.get("aux_test"),
+        selection=_selection(cfg, meta),
     )
+    if cfg.rr_features and ds.aux_train is None:
+        raise DataError(f"cached dataset {key} has no RR features; delete it from {cfg.cache_dir}")
+    n_val = len(ds.records.get("val", [])) if cfg.split != "random" else 0
+    if cfg.split != "random" and n_val < MIN_VAL_PATIENTS:
+        log.warning(
+            "validation side holds %d patient record(s) (%s): early stopping and the search's "
+            "quality figure will swing from epoch to epoch; raise data.val_fraction or add records",
+            n_val, ", ".join(ds.records.get("val", [])),
+        )
     missing_train = [c for i, c in enumerate(ds.class_names) if not (ds.y_train == i).any()]
     if missing_train:
         raise DataError(
@@ -370,6 +574,14 @@ def _from_arrays(
         if absent and len(y):
             log.warning("class %s has no %s examples (%s)", ", ".join(absent), side, cfg.split)
     return ds
+
+
+def _selection(cfg: EcgDatasetConfig, meta: dict[str, Any]) -> str:
+    """What the validation side is, as quality figures name it."""
+    if cfg.split == "random":
+        return f"validation: a random {cfg.val_fraction:.0%} of windows (patients leak)"
+    val = list(meta["records"].get("val", []))
+    return f"validation: {len(val)} held-out patient records ({', '.join(val)})"
 
 
 def records_for_evaluation(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -104,6 +104,8 @@ def patient_split(
 def dechazal_split(
     records: Sequence[str], seed: int = 0, val_fraction: float = 0.1
 ) -> tuple[list[str], list[str], list[str]]:
+    # A wider validation side (val_fraction) trades training patients for a quality figure
+    # that does not swing from one epoch to the next (docs/decisions.md, issue 18).
     """DS1 for training (a seeded tenth of its patients held out for validation), DS2 for test."""
     present = set(records)
     ds1 = [r for r in DS1 if r in present]
@@ -155,6 +157,25 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     split_description: str
+    #: a second model input per window (n, features), e.g. a beat's RR intervals; None: the
+    #: networks take the window only
+    aux_train: np.ndarray | None = field(default=None, kw_only=True)
+    aux_val: np.ndarray | None = field(default=None, kw_only=True)
+    aux_test: np.ndarray | None = field(default=None, kw_only=True)
+    #: how the validation side was chosen, as the search's quality figure names it
+    selection: str = field(default="", kw_only=True)
 
     def metadata(self) -> dict[str, Any]:
         return {"split": self.split_description}
+
+    @property
+    def has_aux(self) -> bool:
+        return self.aux_train is not None
+
+    def inputs(self, side: str) -> np.ndarray | list[np.ndarray]:
+        """What a model is fed on one side: the windows, or [windows, aux] with a second input."""
+        if side not in ("train", "val", "test"):
+            raise ValueError(f"side must be train, val or test, not {side!r}")
+        x = getattr(self, f"x_{side}")
+        aux = getattr(self, f"aux_{side}")
+        return x if aux is None else [x, aux]

@@ -10,7 +10,11 @@ from host.data.classes import ClassScheme
 from host.data.mitdb import EcgRecord
 from host.errors import ConfigError
 
-NORMALIZATIONS = ("zscore", "minmax", "record", "none")
+NORMALIZATIONS = ("zscore", "minmax", "record", "running", "none")
+#: seconds of signal before a window's end that "running" normalization takes its mean and
+#: standard deviation from: what a device can keep in a ring buffer, and long enough (about
+#: ten beats) that one ectopic beat does not move the scale.
+RUNNING_SECONDS = 10.0
 
 
 def resample(record: EcgRecord, fs: float | None) -> tuple[np.ndarray, np.ndarray, float]:
@@ -25,8 +29,24 @@ def resample(record: EcgRecord, fs: float | None) -> tuple[np.ndarray, np.ndarra
     return sig, ann, float(fs)
 
 
-def normalize(x: np.ndarray, method: str, record_signal: np.ndarray | None = None) -> np.ndarray:
-    """Normalize windows `x` (n, window) in place of a copy; see NORMALIZATIONS."""
+def normalize(
+    x: np.ndarray,
+    method: str,
+    record_signal: np.ndarray | None = None,
+    starts: np.ndarray | None = None,
+    fs: float | None = None,
+) -> np.ndarray:
+    """Normalize windows `x` (n, window) into a copy.
+
+    - "zscore" and "minmax": each window by its own statistics (the morphology only; a
+      beat's amplitude relative to its neighbours is lost);
+    - "record": by the whole record's mean and standard deviation (the patient's scale;
+      offline only, the whole record must be known);
+    - "running": by the mean and standard deviation of the `RUNNING_SECONDS` of the record
+      that end where each window ends (the patient's scale as a device sees it: causal,
+      from a ring buffer); needs `record_signal`, the windows' `starts` and `fs`;
+    - "none": unchanged.
+    """
     eps = np.float32(1e-6)
     if method == "zscore":
         mu = x.mean(axis=1, keepdims=True)
@@ -40,9 +60,29 @@ def normalize(x: np.ndarray, method: str, record_signal: np.ndarray | None = Non
         if record_signal is None:
             raise ValueError("record normalization needs the record's signal")
         return ((x - record_signal.mean()) / (record_signal.std() + eps)).astype(np.float32)
+    if method == "running":
+        if record_signal is None or starts is None or fs is None:
+            raise ValueError("running normalization needs the record's signal, starts and fs")
+        mu, sd = running_stats(record_signal, np.asarray(starts) + x.shape[1], fs)
+        return ((x - mu[:, None]) / (sd[:, None] + eps)).astype(np.float32)
     if method == "none":
         return x.astype(np.float32)
     raise ConfigError(f"normalization: unknown {method!r}; choose one of {list(NORMALIZATIONS)}")
+
+
+def running_stats(
+    signal: np.ndarray, ends: np.ndarray, fs: float, seconds: float = RUNNING_SECONDS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of `signal[end - seconds * fs : end]` for each end."""
+    sig = np.asarray(signal, np.float64)
+    c1 = np.concatenate([[0.0], np.cumsum(sig)])
+    c2 = np.concatenate([[0.0], np.cumsum(sig * sig)])
+    hi = np.clip(np.asarray(ends, np.int64), 1, len(sig))
+    lo = np.maximum(0, hi - int(round(seconds * fs)))
+    n = (hi - lo).astype(np.float64)
+    mu = (c1[hi] - c1[lo]) / n
+    var = np.maximum((c2[hi] - c2[lo]) / n - mu * mu, 0.0)
+    return mu.astype(np.float32), np.sqrt(var).astype(np.float32)
 
 
 def window_labels(
@@ -110,5 +150,50 @@ def make_windows(
     keep = labels >= 0
     starts, labels = starts[keep], labels[keep]
     idx = starts[:, None] + np.arange(window)[None, :]
-    x = normalize(signal[idx], normalization, signal)
+    x = normalize(signal[idx], normalization, signal, starts, record.fs if fs is None else fs)
     return x, labels
+
+
+def make_beat_windows(
+    record: EcgRecord,
+    scheme: ClassScheme,
+    window: int = 256,
+    normalization: str = "running",
+    fs: float | None = None,
+    beats: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Windows centred on each beat: x (n, window), y (n,), RR features (n, 8), positions (n,).
+
+    `beats` None uses the reference annotations' beats (training). Given beat positions
+    (at the output rate, e.g. from `host.data.beats.detect_beats`), each takes the class of
+    the reference beat it matches within 150 ms, and -1 (dropped) when it matches none;
+    the RR features come from the given beats, as they would on a device.
+    """
+    from host.data.beats import annotated_beats, beat_window_starts, match_beats, rr_features
+
+    if scheme.source != "beat":
+        raise ConfigError(
+            f"alignment: 'beat' windows need a beat-code preset, not the rhythm preset "
+            f"{scheme.name!r}; use alignment = 'fixed'"
+        )
+    if window < 8:
+        raise ConfigError(f"window: must be at least 8 samples, not {window}")
+    signal, ann_samples, fs_out = resample(record, fs)
+    ref_pos, ref_sym = annotated_beats(ann_samples, record.ann_symbols)
+    code_idx = scheme.code_to_index()
+    ref_label = np.array([code_idx.get(str(s), -1) for s in ref_sym], dtype=np.int64)
+    if beats is None:
+        positions, labels = ref_pos, ref_label
+    else:
+        positions = np.asarray(beats, np.int64)
+        match = match_beats(ref_pos, positions, fs_out)
+        labels = np.full(len(positions), -1, np.int64)
+        hit = match.detection_of_reference >= 0
+        labels[match.detection_of_reference[hit]] = ref_label[hit]
+    rr = rr_features(positions, fs_out)
+    starts, whole = beat_window_starts(positions, window, len(signal))
+    keep = whole & (labels >= 0)
+    starts, labels, rr, positions = starts[keep], labels[keep], rr[keep], positions[keep]
+    idx = starts[:, None] + np.arange(window)[None, :]
+    x = normalize(signal[idx], normalization, signal, starts, fs_out)
+    return x, labels, rr, positions

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from host.data.classes import PRESETS
-from host.data.dataset import EcgDataset, EcgDatasetConfig, load_ecg_windows
+from host.data.dataset import EcgDataset, EcgDatasetConfig, load_ecg_eval_windows
 from host.errors import ConfigError, DataError, HilnasError, MeasurementFailed
 from host.export.flatbuf import io_tensors, read_metadata
-from host.train.metrics import classification_metrics
+from host.train.metrics import classification_metrics, inter_patient_metrics
 
 
 def _interpreter(model: bytes, resolver: str = "AUTO") -> Any:
@@ -35,45 +35,96 @@ def _interpreter(model: bytes, resolver: str = "AUTO") -> Any:
                        experimental_op_resolver_type=OpResolverType[resolver])
 
 
-def predict_tflite(model: bytes, x: np.ndarray) -> np.ndarray:
-    """Return class predictions (argmax) for windows `x` (n, window, channels)."""
+Inputs = np.ndarray | list[np.ndarray]
+
+
+def predict_tflite(model: bytes, x: Inputs) -> np.ndarray:
+    """Return class predictions (argmax) for windows `x` (n, window, channels).
+
+    `x` is [windows, aux] for a model with a second input (RR features).
+    """
     return tflite_outputs(model, x).argmax(axis=1).astype(np.int64)
 
 
-def tflite_outputs(model: bytes, x: np.ndarray) -> np.ndarray:
+def input_order(shapes: list[list[int]], arrays: list[np.ndarray]) -> list[int]:
+    """For each array (in the Keras model's input order), the index of the .tflite input.
+
+    The converter may order a model's inputs differently from Keras, so inputs are paired
+    by their per-sample shape (a window (length, channels) and RR features (8,) never
+    share one); equal shapes keep their order. A mismatch is a ConfigError naming both.
+    """
+    if len(shapes) != len(arrays):
+        raise ConfigError(
+            f"data: the model has {len(shapes)} input(s), {len(arrays)} were given "
+            f"(a model with RR features takes [windows, rr])"
+        )
+    free = list(range(len(shapes)))
+    order = []
+    for a in arrays:
+        want = tuple(int(d) for d in a.shape[1:])
+        match = next((i for i in free if tuple(shapes[i][1:]) == want), None)
+        if match is None:
+            raise ConfigError(
+                f"data: inputs of shape {want} do not fit the model's inputs "
+                f"{[tuple(sh) for sh in shapes]}"
+            )
+        free.remove(match)
+        order.append(match)
+    return order
+
+
+def tflite_outputs(model: bytes, x: Inputs) -> np.ndarray:
     """Return the model's outputs for windows `x`, dequantized to float32, one invoke each.
 
-    int8 inputs are quantized with the model's input scale and zero point.
+    int8 inputs are quantized with each input's scale and zero point.
     """
     io = io_tensors(model)
-    inp, out = io["inputs"][0], io["outputs"][0]
-    shape = tuple(inp["shape"])
-    if tuple(shape[1:]) != tuple(x.shape[1:]):
-        raise ConfigError(
-            f"data: windows of shape {tuple(x.shape[1:])} do not fit the model input {shape}"
-        )
-    xq = quantize(x, inp["dtype"], inp["scale"], inp["zero_point"])
-    return dequantize(raw_outputs(model, xq), out["dtype"], out["scale"], out["zero_point"])
+    arrays = x if isinstance(x, list) else [x]
+    order = input_order([t["shape"] for t in io["inputs"]], arrays)
+    xq = [quantize(a, io["inputs"][k]["dtype"], io["inputs"][k]["scale"],
+                   io["inputs"][k]["zero_point"]) for a, k in zip(arrays, order, strict=True)]
+    out = io["outputs"][0]
+    raw = raw_outputs(model, xq if isinstance(x, list) else xq[0], input_indices=order)
+    return dequantize(raw, out["dtype"], out["scale"], out["zero_point"])
 
 
-def raw_outputs(model: bytes, xq: np.ndarray, resolver: str = "AUTO") -> np.ndarray:
-    """The first output (n, values) in its own type, for windows already in the input's type.
+def raw_outputs(
+    model: bytes,
+    xq: Inputs,
+    resolver: str = "AUTO",
+    input_indices: list[int] | None = None,
+) -> np.ndarray:
+    """The first output (n, values) in its own type, for inputs already in the input's type.
 
+    `xq`: one array of windows, or a list of arrays, one per model input; `input_indices`
+    says which .tflite input each array feeds (default: in order; see `input_order`).
     One invoke per window at a batch of one, each from a zero state: LiteRT keeps an LSTM's
     state in variable tensors from one invoke to the next unless they are reset, and Keras
     (stateless) and the firmware (TFLM, reset per inference) start every window afresh.
     """
+    arrays = xq if isinstance(xq, list) else [xq]
     it = _interpreter(model, resolver)
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    shape = [1, *(int(d) for d in inp["shape"][1:])]
-    if int(inp["shape"][0]) != 1:
-        it.resize_tensor_input(inp["index"], shape)
+    details = it.get_input_details()
+    indices = input_indices if input_indices is not None else list(range(len(arrays)))
+    if len(details) != len(arrays):
+        raise ConfigError(f"data: the model has {len(details)} input(s), {len(arrays)} were given")
+    shapes = []
+    for k in indices:
+        inp = details[k]
+        shape = [1, *(int(d) for d in inp["shape"][1:])]
+        if int(inp["shape"][0]) != 1:
+            it.resize_tensor_input(inp["index"], shape)
+        shapes.append(shape)
     it.allocate_tensors()
+    out = it.get_output_details()[0]
     n_out = int(np.prod(out["shape"][1:])) if len(out["shape"]) > 1 else 1
-    ys = np.empty((len(xq), n_out), out["dtype"])
-    for i in range(len(xq)):
+    n = len(arrays[0])
+    ys = np.empty((n, n_out), out["dtype"])
+    for i in range(n):
         it.reset_all_variables()
-        it.set_tensor(inp["index"], np.asarray(xq[i]).reshape(shape).astype(inp["dtype"]))
+        for a, k, shape in zip(arrays, indices, shapes, strict=True):
+            it.set_tensor(details[k]["index"],
+                          np.asarray(a[i]).reshape(shape).astype(details[k]["dtype"]))
         it.invoke()
         ys[i] = it.get_tensor(out["index"]).reshape(-1)[:n_out]
     return ys
@@ -110,6 +161,8 @@ def config_from_metadata(meta: dict[str, Any], **overrides: Any) -> EcgDatasetCo
         "stride": meta.get("stride"),
         "lead": meta.get("lead", "MLII"),
         "normalization": meta.get("normalization", "zscore"),
+        "alignment": meta.get("alignment", "fixed"),
+        "rr_features": bool(meta.get("rr_features")),
         "sample_rate": meta.get("resample"),
         "seed": int(meta.get("seed", 0)),
     }
@@ -134,6 +187,7 @@ def evaluate_tflite(
     side: str = "test",
     isolate: bool | None = None,
     progress: bool = False,
+    detect: bool = False,
 ) -> dict[str, Any]:
     """Return the quality of a .tflite model (see `host.train.metrics`) plus context.
 
@@ -142,6 +196,13 @@ def evaluate_tflite(
     or None (the config stored in the model's metadata, on its test records).
     `isolate`: run LiteRT in a child process; by default only when TensorFlow is already
     imported in this process (two TFLite runtimes in one process have crashed before).
+    `detect`: a beat-aligned model is scored on the beats wfdb's XQRS detector finds in the
+    raw records (as a device would see them) rather than on the annotated beats; the result
+    carries the detector's own sensitivity and positive predictivity.
+
+    Besides `host.train.metrics.classification_metrics`, the result has `inter_patient`
+    (normal-vs-anomalous balanced accuracy, per-class sensitivity and positive
+    predictivity, the j-index with AAMI classes) and, per record, the balanced accuracy.
     """
     model = (
         bytes(path_or_bytes)
@@ -149,10 +210,15 @@ def evaluate_tflite(
         else Path(path_or_bytes).read_bytes()
     )
     meta = read_metadata(model)
+    per_record: list[tuple[str, int]] = []
+    extra: dict[str, Any] = {}
+    x: Inputs
     if isinstance(dataset_or_config, EcgDataset):
         if side not in ("train", "val", "test"):
             raise ConfigError(f"side: must be train, val or test, not {side!r}")
-        x, y = getattr(dataset_or_config, f"x_{side}"), getattr(dataset_or_config, f"y_{side}")
+        if detect:
+            raise ConfigError("detect: pass a dataset config (records), not a prepared split")
+        x, y = dataset_or_config.inputs(side), getattr(dataset_or_config, f"y_{side}")
         names = dataset_or_config.class_names
         desc = f"{side} side of {dataset_or_config.split_description}"
     else:
@@ -160,8 +226,13 @@ def evaluate_tflite(
         if cfg is None:
             test_records = (meta.get("records") or {}).get("test")
             cfg = config_from_metadata(meta, records=tuple(test_records) if test_records else None)
-        x, y, names, used = load_ecg_windows(cfg, progress=progress)
-        desc = f"records {','.join(used)}"
+        windows = load_ecg_eval_windows(cfg, progress=progress, detect=detect)
+        x, y, names = windows.inputs(), windows.y, windows.class_names
+        desc = f"records {','.join(windows.records)}"
+        per_record = list(zip(windows.records, windows.per_record, strict=True))
+        extra["beats"] = windows.beats if cfg.alignment == "beat" else None
+        if windows.detection is not None:
+            extra["detection"] = windows.detection
     if meta.get("classes") and list(meta["classes"]) != list(names):
         raise DataError(
             f"classes: the model predicts {meta['classes']} but the data has {list(names)}"
@@ -170,17 +241,30 @@ def evaluate_tflite(
         isolate = "tensorflow" in sys.modules
     preds = _predict_isolated(model, x) if isolate else predict_tflite(model, x)
     metrics = classification_metrics(y, preds, names)
+    metrics["inter_patient"] = inter_patient_metrics(y, preds, names)
+    if per_record:
+        bounds = np.cumsum([0] + [n for _, n in per_record])
+        metrics["per_record"] = {
+            rec: {
+                "n": n,
+                "balanced_accuracy": classification_metrics(
+                    y[bounds[i]:bounds[i + 1]], preds[bounds[i]:bounds[i + 1]], names
+                )["balanced_accuracy"],
+            }
+            for i, (rec, n) in enumerate(per_record)
+        }
+    metrics.update({k: v for k, v in extra.items() if v is not None})
     metrics["data"] = desc
     metrics["quantization"] = meta.get("quantization")
     metrics["model_bytes"] = len(model)
     return metrics
 
 
-def _predict_isolated(model: bytes, x: np.ndarray) -> np.ndarray:
+def _predict_isolated(model: bytes, x: Inputs) -> np.ndarray:
     with tempfile.TemporaryDirectory(prefix="hilnas-eval-") as tmp:
-        mpath, xpath, ypath = (Path(tmp) / n for n in ("m.tflite", "x.npy", "y.npy"))
+        mpath, xpath, ypath = (Path(tmp) / n for n in ("m.tflite", "x.npz", "y.npy"))
         mpath.write_bytes(model)
-        np.save(xpath, x)
+        np.savez(xpath, *(x if isinstance(x, list) else [x]))
         env = {k: v for k, v in os.environ.items()}
         proc = subprocess.run(
             [sys.executable, "-m", "host.export.evaluate", str(mpath), str(xpath), str(ypath)],
@@ -197,7 +281,9 @@ def _predict_isolated(model: bytes, x: np.ndarray) -> np.ndarray:
 
 def _main(argv: list[str]) -> int:
     mpath, xpath, ypath = argv
-    preds = predict_tflite(Path(mpath).read_bytes(), np.load(xpath))
+    with np.load(xpath) as npz:
+        arrays = [npz[f"arr_{k}"] for k in range(len(npz.files))]
+    preds = predict_tflite(Path(mpath).read_bytes(), arrays if len(arrays) > 1 else arrays[0])
     np.save(ypath, preds)
     return 0
 

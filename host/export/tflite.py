@@ -9,7 +9,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ class ConversionError(HilnasError):
 def convert(
     model_or_saved_path: Any,
     mode: str,
-    representative: np.ndarray | None = None,
+    representative: np.ndarray | Sequence[np.ndarray] | None = None,
     metadata: Mapping[str, Any] | None = None,
     *,
     batch_size: int | None = 1,
@@ -54,7 +54,8 @@ def convert(
     or as a SavedModel folder. `mode`: "float32"; "dynamic" (int8 weights, float
     activations); "int8" (full integer: int8 weights and activations, int8 input and
     output, TFLITE_BUILTINS_INT8 only), which needs `representative`, an array of model
-    inputs (n, *input_shape) whose first `max_representative` rows calibrate the ranges.
+    inputs (n, *input_shape) whose first `max_representative` rows calibrate the ranges,
+    or a list of such arrays, one per model input in the model's order.
     `batch_size`: the model is rebuilt with this static batch size (1 by default: static
     shapes are what fuse an LSTM into UNIDIRECTIONAL_SEQUENCE_LSTM); None keeps it.
     `metadata`: a JSON-able dict stored in the model as the metadata entry "hilnas"
@@ -78,7 +79,7 @@ def convert(
 def convert_many(
     model_or_saved_path: Any,
     modes: list[str],
-    representative: np.ndarray | None = None,
+    representative: np.ndarray | Sequence[np.ndarray] | None = None,
     metadata: Mapping[str, Any] | None = None,
     *,
     batch_size: int | None = 1,
@@ -109,11 +110,21 @@ def convert_many(
                 raise ConversionError(f"could not save the model for conversion: {exc}") from exc
         rep_path = None
         if representative is not None:
-            rep = np.asarray(representative, dtype=np.float32)[:max_representative]
-            if len(rep) == 0:
+            reps = (
+                [np.asarray(representative, dtype=np.float32)]
+                if isinstance(representative, np.ndarray)
+                else [np.asarray(r, dtype=np.float32) for r in representative]
+            )
+            reps = [r[:max_representative] for r in reps]
+            if not reps or any(len(r) == 0 for r in reps):
                 raise ConfigError("representative: no samples")
-            rep_path = tmpdir / "representative.npy"
-            np.save(rep_path, rep)
+            if len({len(r) for r in reps}) != 1:
+                raise ConfigError(
+                    f"representative: the inputs have {[len(r) for r in reps]} samples; "
+                    "each input needs one per sample"
+                )
+            rep_path = tmpdir / "representative.npz"
+            np.savez(rep_path, *reps)  # arr_0, arr_1, ... in the model's input order
         outs = {m: tmpdir / f"model-{m}.tflite" for m in modes}
         request = {
             "model": str(model_path),
@@ -270,11 +281,12 @@ def _child_convert(tf: Any, converter: Any, mode: str, req: dict[str, Any]) -> b
     converter.inference_input_type = tf.float32
     converter.inference_output_type = tf.float32
     if mode == "int8":
-        rep = np.load(req["representative"]).astype(np.float32)
+        with np.load(req["representative"]) as npz:
+            reps = [npz[f"arr_{k}"].astype(np.float32) for k in range(len(npz.files))]
 
         def gen() -> Any:
-            for i in range(len(rep)):
-                yield [rep[i : i + 1]]
+            for i in range(len(reps[0])):
+                yield [r[i : i + 1] for r in reps]
 
         converter.representative_dataset = gen
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

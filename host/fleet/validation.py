@@ -192,7 +192,12 @@ def _jsonable(value: Any) -> Any:
 # --------------------------------------------------------------------------- the model's I/O
 @dataclass(frozen=True)
 class ModelIO:
-    """What the host needs to feed a model's single input and read its first output."""
+    """What the host needs to feed a model's inputs and read its first output.
+
+    The `input_*` fields describe the first input; `inputs` lists every input as
+    (shape, dtype, scale, zero point) in the .tflite's order (a beat model takes the window
+    and its RR features).
+    """
 
     input_shape: tuple[int, ...]
     input_dtype: str
@@ -201,6 +206,7 @@ class ModelIO:
     output_dtype: str
     output_scale: float
     output_zero_point: int
+    inputs: tuple[tuple[tuple[int, ...], str, float, int], ...] = ()
 
     @classmethod
     def of(cls, model: bytes) -> ModelIO:
@@ -212,29 +218,54 @@ class ModelIO:
             io = io_tensors(model)
         except Exception as exc:  # noqa: BLE001 - a corrupt flatbuffer, whatever it raises
             raise ConfigError(f"model: cannot read the .tflite's tensors: {exc}") from exc
-        if len(io["inputs"]) != 1 or not io["outputs"]:
+        if not io["inputs"] or not io["outputs"]:
             raise ConfigError(
-                f"model: field validation needs one input tensor and an output; this model "
+                f"model: field validation needs an input tensor and an output; this model "
                 f"has {len(io['inputs'])} inputs and {len(io['outputs'])} outputs"
             )
         inp, out = io["inputs"][0], io["outputs"][0]
+        inputs = tuple(
+            (tuple(max(1, d) for d in t["shape"]), t["dtype"], t["scale"], t["zero_point"])
+            for t in io["inputs"]
+        )
         return cls(
-            tuple(max(1, d) for d in inp["shape"]), inp["dtype"], inp["scale"],
-            inp["zero_point"], out["dtype"], out["scale"], out["zero_point"],
+            inputs[0][0], inp["dtype"], inp["scale"],
+            inp["zero_point"], out["dtype"], out["scale"], out["zero_point"], inputs,
         )
 
-    def quantize(self, x: np.ndarray) -> np.ndarray:
-        """Windows (n, ...) as the input tensor reads them, one window per row."""
-        from host.export.evaluate import quantize
+    @property
+    def n_inputs(self) -> int:
+        return len(self.inputs) or 1
 
-        x = np.asarray(x, np.float32)
-        size = int(np.prod(self.input_shape))
-        if len(x) and int(np.prod(x.shape[1:])) != size:
+    def quantize(self, x: np.ndarray | list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+        """Windows (n, ...) as the input tensor reads them, one window per row.
+
+        For a model with several inputs, `x` is a list of arrays (the Keras model's order:
+        [windows, rr]); the result is a list in the .tflite's input order.
+        """
+        from host.export.evaluate import input_order, quantize
+
+        arrays = [np.asarray(a, np.float32) for a in (x if isinstance(x, list) else [x])]
+        specs = self.inputs or ((self.input_shape, self.input_dtype, self.input_scale,
+                                 self.input_zero_point),)
+        if len(arrays) != len(specs):
             raise ConfigError(
-                f"data: windows of shape {tuple(x.shape[1:])} do not fit the model input "
-                f"{list(self.input_shape)}"
+                f"data: the model has {len(specs)} inputs, {len(arrays)} were given "
+                "(a model with RR features takes [windows, rr])"
             )
-        return quantize(x, self.input_dtype, self.input_scale, self.input_zero_point)
+        if len(specs) == 1:
+            size = int(np.prod(specs[0][0]))
+            if len(arrays[0]) and int(np.prod(arrays[0].shape[1:])) != size:
+                raise ConfigError(
+                    f"data: windows of shape {tuple(arrays[0].shape[1:])} do not fit the model "
+                    f"input {list(specs[0][0])}"
+                )
+            return quantize(arrays[0], *specs[0][1:])
+        order = input_order([list(sp[0]) for sp in specs], arrays)
+        out: list[np.ndarray] = [np.zeros(0)] * len(specs)
+        for a, k in zip(arrays, order, strict=True):
+            out[k] = quantize(a, *specs[k][1:])
+        return out
 
     def dequantize(self, raw: np.ndarray) -> np.ndarray:
         from host.export.evaluate import dequantize
@@ -244,7 +275,7 @@ class ModelIO:
 
 # --------------------------------------------------------------------------- host reference
 def host_references(
-    model: bytes, xq: np.ndarray, *, isolate: bool | None = None
+    model: bytes, xq: np.ndarray | list[np.ndarray], *, isolate: bool | None = None
 ) -> dict[str, np.ndarray]:
     """The host's raw outputs (n, outputs) for quantized windows `xq`, per REFERENCES entry.
 
@@ -258,9 +289,9 @@ def host_references(
     if not isolate:
         return {name: _reference_in_process(model, xq, kind) for name, kind in REFERENCES.items()}
     with tempfile.TemporaryDirectory(prefix="hilnas-validate-") as tmp:
-        mpath, xpath, ypath = (Path(tmp) / n for n in ("m.tflite", "x.npy", "y.npz"))
+        mpath, xpath, ypath = (Path(tmp) / n for n in ("m.tflite", "x.npz", "y.npz"))
         mpath.write_bytes(model)
-        np.save(xpath, xq)
+        np.savez(xpath, *(xq if isinstance(xq, list) else [xq]))
         proc = subprocess.run(
             [sys.executable, "-m", "host.fleet.validation", str(mpath), str(xpath), str(ypath)],
             capture_output=True, text=True, env=dict(os.environ), timeout=3600,
@@ -274,7 +305,9 @@ def host_references(
             return {name: data[name] for name in REFERENCES}
 
 
-def _reference_in_process(model: bytes, xq: np.ndarray, resolver: str = "AUTO") -> np.ndarray:
+def _reference_in_process(
+    model: bytes, xq: np.ndarray | list[np.ndarray], resolver: str = "AUTO"
+) -> np.ndarray:
     """LiteRT's raw outputs with `resolver`'s kernels ("AUTO": what `hilnas evaluate` runs)."""
     from host.export.evaluate import raw_outputs
 
@@ -324,7 +357,7 @@ def safe_batch(sample_bytes: int) -> int:
 def validate_on_device(
     device: Device,
     model_bytes: bytes,
-    x: np.ndarray,
+    x: np.ndarray | list[np.ndarray],
     y: np.ndarray | None,
     task: Any,
     *,
@@ -334,6 +367,9 @@ def validate_on_device(
     threads: int = 1,
 ) -> DeviceValidation:
     """Run windows `x` through `device`'s Validate and compare with the host's reference.
+
+    `x`: the windows, or [windows, rr] for a model with a second input (each Validate
+    sample then carries one tensor per input, in the .tflite's order).
 
     `batch`: windows per Validate call (None: automatic, within the agent's limits and
     sized so each call takes about TARGET_CALL_SECONDS); more windows than one call takes
@@ -350,15 +386,16 @@ def validate_on_device(
         raise ConfigError(f"batch must be >= 1, got {batch}")
     io = ModelIO.of(model_bytes)
     xq = io.quantize(x)
-    n = len(xq)
+    parts = xq if isinstance(xq, list) else [xq]
+    n = len(parts[0])
     if y is not None and len(y) != n:
         raise ConfigError(f"data: {n} windows but {len(y)} labels")
     info = device.describe()
     name = getattr(device, "name", "") or info.name
     backend = info.backend or info.kind
     blob = ModelBlob.of(model_bytes)
-    shape = list(io.input_shape)
-    cap = safe_batch(int(xq[0].nbytes) if n else 1)
+    shapes = [list(spec[0]) for spec in io.inputs] or [list(io.input_shape)]
+    cap = safe_batch(sum(int(a[0].nbytes) for a in parts) if n else 1)
     fixed = batch is not None
     size = min(batch, cap) if batch is not None else min(VALIDATE_BATCH, cap, PROBE_BATCH)
     target_s = TARGET_CALL_SECONDS
@@ -369,8 +406,11 @@ def validate_on_device(
     batches, largest, seconds = 0, 0, 0.0
     i = 0
     while i < n:
-        chunk = xq[i : i + size]
-        samples = [(w.reshape(shape),) for w in chunk]
+        chunks = [a[i : i + size] for a in parts]
+        samples = [
+            tuple(c[j].reshape(shape) for c, shape in zip(chunks, shapes, strict=True))
+            for j in range(len(chunks[0]))
+        ]
         t0 = time.perf_counter()
         try:
             answers = device.validate(blob, samples, threads=threads)
@@ -469,7 +509,7 @@ def _entry_model(entry: Mapping[str, Any]) -> bytes:
 def validate_front(
     devices: Mapping[str, Device],
     entries: Sequence[Mapping[str, Any]],
-    x_test: np.ndarray,
+    x_test: np.ndarray | list[np.ndarray],
     y_test: np.ndarray | None,
     task: Any,
     *,
@@ -533,7 +573,10 @@ def validate_front(
 
 def _main(argv: list[str]) -> int:
     mpath, xpath, ypath = argv
-    model, xq = Path(mpath).read_bytes(), np.load(xpath)
+    model = Path(mpath).read_bytes()
+    with np.load(xpath) as npz:
+        arrays = [npz[f"arr_{k}"] for k in range(len(npz.files))]
+    xq: np.ndarray | list[np.ndarray] = arrays if len(arrays) > 1 else arrays[0]
     outputs: dict[str, Any] = {
         name: _reference_in_process(model, xq, kind) for name, kind in REFERENCES.items()
     }

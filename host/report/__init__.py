@@ -9,6 +9,8 @@
   and their sources, so a board's front is read off its own measurements.
 - Winners by objective: which front member is best for each hardware objective (HALF's
   Table I: the topology that wins for power is not the one that wins for energy).
+- Compression (`[compress] mode = "front"`): storage against quality per stage for each
+  front member, each figure with its source (host/report/compression.py).
 - Time per pipeline stage, and the measurements that devices missed.
 
 Estimated figures say so everywhere they appear.
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from host.report import device_first
+from host.report import compression, device_first
 from host.store.files import write_atomic
 from host.store.sqlite import RunRow, RunStore
 
@@ -201,15 +203,23 @@ def build_report(
     )
     devices = [d["name"] for d in run.config["source"].get("devices", [])]
     plots.extend(device_first.plots(store, run_id, run_dir, own))
+    plots.extend(compression.plots(run_dir, front_doc, run_id))
     sections = [
         _front_table(front_doc, axes, devices),
         _device_fronts(own, quality, devices),
         device_first.section(store, run_id, front_doc),
+        compression.section(front_doc),
         _winners(front_doc, axes),
         _timings(store.timings(run_id)),
         _missing(store.missing(run_id)),
     ]
-    page = _page(run, axes, plots, sections)
+    # Which validation side the quality figures come from (its patients), as trained.
+    selection = next(
+        (sel for ev in own if ev.get("train_key")
+         and (t := store.training(ev["train_key"])) and (sel := t["metrics"].get("selection"))),
+        "",
+    )
+    page = _page(run, axes, plots, sections, selection)
     out = run_dir / "report.html"
     write_atomic(out, page)  # a report killed half-way leaves the previous one, or none
     return out
@@ -373,7 +383,13 @@ def _missing(missing: list[dict[str, Any]]) -> str:
             f"<th>reason</th></tr>{rows}</table>")
 
 
-def _page(run: RunRow, axes: list[Axis], plots: list[tuple[str, str]], sections: list[str]) -> str:
+def _page(
+    run: RunRow,
+    axes: list[Axis],
+    plots: list[tuple[str, str]],
+    sections: list[str],
+    selection: str = "",
+) -> str:
     e = html.escape
     src = run.config["source"]
     strategy, data, space = src["strategy"], src["data"], src["space"]
@@ -403,8 +419,9 @@ mutation {strategy["mutation_prob"]}, pre-screening {e(strategy.get("surrogate",
 space <b>{e(space["name"])}</b>; task <b>{e(str(data.get("task", "ecg")))}</b>
 (preset <b>{e(str(data.get("preset", "")))}</b>, split <b>{e(str(data.get("split", "")))}</b>);
 objectives {", ".join(e(a.label) for a in axes)}.
-Quality on the plots is measured on the validation set; the front table also gives test
-accuracy / F1. Every hardware figure names its source:
+Quality on the plots is measured on the validation set{
+f" ({e(selection)})" if selection else ""}; the front table also gives test accuracy / F1.
+Every hardware figure names its source:
 <span class="src src-measured">measured</span> on the device,
 <span class="src src-estimated">estimated</span> by a model,
 <span class="src">analytic</span> from the architecture,

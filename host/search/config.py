@@ -289,6 +289,102 @@ class SearchSettings:
             )
 
 
+COMPRESS_MODES = ("off", "front", "joint")
+COMPRESS_SCOPES = ("layer", "global")
+#: Quality figures every compression stage reports (host.compress.stages.QUALITY_KEYS).
+COMPRESS_QUALITY = ("balanced_accuracy", "accuracy", "f1_macro")
+
+
+@dataclass(frozen=True)
+class CompressSettings:
+    """`[compress]`: BioNetExplorer's compression stage (docs/compression.md).
+
+    `mode`: "off" (default), "front" (the paper's second stage: every member of the final
+    front is pruned, clustered, int8-quantized and LUT-compressed over the grid `sparsity` x
+    `clusters`, and the smallest deployed configuration whose validation quality loss is at
+    most `max_quality_loss` percentage points is kept) or "joint" (compression genes in the
+    chromosome; not implemented, refused by the parser). `scope`: "layer" or "global"
+    (class-blind) pruning. `fine_tune_epochs`: after pruning and again after clustering.
+    `verify_windows`: validation windows the LUT model must reproduce bit-exactly in TFLM.
+    """
+
+    mode: str = "off"
+    sparsity: tuple[float, ...] = (0.5, 0.75)
+    clusters: tuple[int, ...] = (4, 16)
+    scope: str = "layer"
+    fine_tune_epochs: int = 2
+    max_quality_loss: float = 0.2
+    verify_windows: int = 64
+
+    def __post_init__(self) -> None:
+        _choice(self.mode, COMPRESS_MODES, "compress.mode")
+        _choice(self.scope, COMPRESS_SCOPES, "compress.scope")
+        for key in ("sparsity", "clusters"):
+            value = getattr(self, key)
+            if not isinstance(value, (list, tuple)) or not value:
+                raise ConfigError(f"compress.{key} must be a non-empty list, not {value!r}")
+            object.__setattr__(self, key, tuple(value))  # hashable, and equal after a reload
+        for s in self.sparsity:
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= s < 1:
+                raise ConfigError(f"compress.sparsity: each value must be in [0, 1), not {s!r}")
+        for k in self.clusters:
+            if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= 256:
+                raise ConfigError(
+                    f"compress.clusters: each value must be an integer in 2..256, not {k!r}"
+                )
+        for key, values in (("sparsity", self.sparsity), ("clusters", self.clusters)):
+            if len(set(values)) != len(values):
+                raise ConfigError(f"compress.{key} lists a value twice: {list(values)}")
+        _positive(self.fine_tune_epochs, "compress.fine_tune_epochs", allow_zero=True)
+        _positive(self.verify_windows, "compress.verify_windows")
+        _positive(self.max_quality_loss, "compress.max_quality_loss", integer=False,
+                  allow_zero=True)
+        if self.mode == "joint":
+            raise ConfigError(
+                'compress.mode = "joint" is not implemented yet: compression genes would have '
+                "to join every space's chromosome and each candidate would be pruned, "
+                "clustered and fine-tuned inside the candidate pipeline (minutes per "
+                'candidate); use mode = "front", BioNetExplorer\'s second stage per front '
+                "member (docs/compression.md)"
+            )
+
+    @property
+    def grid(self) -> list[tuple[float, int]]:
+        """Every (sparsity, clusters) point, in the configured order."""
+        return [(float(s), int(k)) for s in self.sparsity for k in self.clusters]
+
+
+def _check_compress(settings: CompressSettings, task: Any, space: Any,
+                    objectives: tuple[Objective, ...], tabular: Any) -> None:
+    """What `[compress]` needs from the rest of the run (ConfigErrors naming compress.mode)."""
+    if settings.mode == "off":
+        return
+    where = f'compress.mode = "{settings.mode}"'
+    if tabular is not None:
+        raise ConfigError(f"{where}: a tabular run trains no networks, there is nothing to "
+                          "compress")
+    if task.input_spec().aux_features:
+        raise ConfigError(
+            f"{where}: the task gives the model a second input ([data] rr_features); "
+            "compression handles one-input models only (its stages feed one window tensor)"
+        )
+    from host.spaces.base import Space
+
+    if type(space).export_model is not Space.export_model:
+        raise ConfigError(
+            f"{where}: space {space.name!r} deploys another graph than it trains (its "
+            "export_model changes the weights, e.g. folds batch norm), so the stored network "
+            "cannot be fine-tuned again; compression needs a space that deploys its trained "
+            "weights (bionet)"
+        )
+    quality = next(o for o in objectives if o.kind is MetricKind.QUALITY)
+    if quality.metric not in COMPRESS_QUALITY:
+        raise ConfigError(
+            f"{where}: the quality objective {quality.metric!r} is not one the compression "
+            f"stages score ({', '.join(COMPRESS_QUALITY)})"
+        )
+
+
 # `[measure]` is MeasureSettings itself; its inputs are the agent's business, not a file's.
 MEASURE_NOT_CONFIGURABLE = ("input_source", "inputs")
 
@@ -310,6 +406,7 @@ class SearchConfig:
     budget: BudgetConfig
     tabular: str | None = None
     search: SearchSettings = SearchSettings()
+    compress: CompressSettings = CompressSettings()
 
     # ------------------------------------------------------------------ derived
     @property
@@ -357,9 +454,16 @@ class SearchConfig:
             "executor": _drop_none(dataclasses.asdict(self.executor)),
             "budget": _drop_none(dataclasses.asdict(self.budget)),
             "search": _drop_none(dataclasses.asdict(self.search)),
+            "compress": {k: list(v) if isinstance(v, tuple) else v
+                         for k, v in dataclasses.asdict(self.compress).items()},
         }
         doc["data"] = _drop_none(doc["data"])
-        doc["train"] = _drop_none(doc["train"])
+        # A None that is not the default (patience = None: no early stopping; class_weights
+        # = None: a plain loss) must survive into the stored document, or a resumed run
+        # would read the default back and train (and key) other networks.
+        train_defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        doc["train"] = {k: v for k, v in doc["train"].items()
+                        if v is not None or train_defaults.get(k) is not None}
         if self.tabular is not None:
             doc["tabular"] = self.tabular
         return doc
@@ -418,6 +522,7 @@ TOP_LEVEL = {
     "executor",
     "budget",
     "search",
+    "compress",
     "tabular",
 }
 
@@ -491,6 +596,8 @@ def parse_config(doc: Mapping[str, Any]) -> SearchConfig:
     tabular = doc.get("tabular")
     if tabular is not None and not isinstance(tabular, str):
         raise ConfigError(f"tabular must be a file path, not {tabular!r}")
+    compress = _build(CompressSettings, doc.get("compress"), "compress")
+    _check_compress(compress, task, space, objectives, tabular)
     return SearchConfig(
         run=run,
         task=task_name,
@@ -507,6 +614,7 @@ def parse_config(doc: Mapping[str, Any]) -> SearchConfig:
         budget=_build(BudgetConfig, doc.get("budget"), "budget"),
         tabular=tabular,
         search=_build(SearchSettings, doc.get("search"), "search"),
+        compress=compress,
     )
 
 

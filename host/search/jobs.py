@@ -142,6 +142,7 @@ def run_training_job(job: TrainJob, dataset: Any = None) -> TrainOutcome:
         "test": result.test_metrics,
         "epochs_run": result.epochs_run,
         "split": result.split_description,
+        "selection": result.selection,
         "worker": worker,
     }
     return TrainOutcome(

@@ -208,7 +208,7 @@ class CandidatePipeline:
         # local measurement would be timed with it, so the two take turns.
         self.local_devices = {d.name for d in cfg.devices if d.address.startswith("local")}
         self._spare_core = threading.Lock()
-        self._representative: np.ndarray | None = None
+        self._representative: np.ndarray | list[np.ndarray] | None = None
         # Measured before training: the devices with a constraint or an objective on a
         # device figure (latency, memory, energy), which weights do not change.
         self.probe_devices = sorted(
@@ -532,7 +532,7 @@ class CandidatePipeline:
                     )
         return exported
 
-    def representative(self) -> np.ndarray:
+    def representative(self) -> np.ndarray | list[np.ndarray]:
         if self._representative is None:
             self._representative = self.task.representative(self.data)
         return self._representative
@@ -666,7 +666,7 @@ class CandidatePipeline:
         """
         from host.fleet.validation import validate_on_device
 
-        result = validate_on_device(device, path.read_bytes(), self.data.x_val,
+        result = validate_on_device(device, path.read_bytes(), self.data.inputs("val"),
                                     self.data.y_val, self.task, reference=False)
         return dict(result.numeric_metrics)
 

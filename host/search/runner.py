@@ -5,6 +5,9 @@ the devices) and never branches on their names. It hands the strategy two callba
 `_evaluate` (genomes -> the candidate pipeline -> scores) and `_record` (a generation's
 results -> the store, the front, the progress bars, the training budget).
 
+With `[compress] mode = "front"`, once the strategy ends the front's members are compressed
+(`compress_front`, host/compress/front.py) and front.json gets their compression blocks.
+
 Resumption replays the run: the stored configuration and seed are used again, and the
 strategy asks for the same candidates in the same order, while every training and
 measurement that finished before the interruption comes from the store instead of being
@@ -13,6 +16,7 @@ repeated (strategies keep their own random state; see strategies/genetic.py).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -153,6 +157,8 @@ class SearchRun:
         )
         self._bar: Any = None
         self._outer: Any = None
+        #: [compress] mode = "front": arch key -> its compression block (front.json)
+        self.compression: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ helpers
     def _tick(self, message: str) -> None:
@@ -300,6 +306,94 @@ class SearchRun:
             finally:
                 self._outer = self._bar = None
 
+    def _front_order(self) -> list[Evaluation]:
+        """The front's evaluations, best quality first (front.json's order)."""
+        feasible, front = self.front_indices()
+        quality = next(i for i, o in enumerate(self.cfg.objectives) if o.kind is MetricKind.QUALITY)
+        sign = 1 if self.cfg.objectives[quality].maximise else -1
+        return [feasible[i] for i in sorted(
+            front, key=lambda j: sign * (feasible[j].objectives[quality] or 0), reverse=True)]
+
+    def _say(self, message: str) -> None:
+        if self.progress:
+            print(message, flush=True)
+        else:
+            log.info("%s", message)
+
+    def compress_front(self) -> None:
+        """`[compress] mode = "front"`: every front member over the grid (host.compress.front).
+
+        What the store holds already (an earlier, interrupted run) is not compressed again.
+        The chosen configuration's deployed files are then tried on each device of the run.
+        """
+        if self.cfg.compress.mode != "front" or self.data is None:
+            return
+        from host.compress.front import FrontCompressor
+
+        compressor = FrontCompressor(self.cfg, self.store, self.space, self.task, self.data,
+                                     self.run_dir.parent / "models" / "compressed",
+                                     say=self._say)
+        members = [ev for ev in self._front_order() if ev.train_key]
+        grid = self.cfg.compress.grid
+        self._say(f"compression: {len(members)} front members x {len(grid)} grid points "
+                  f"(sparsity {list(self.cfg.compress.sparsity)} x clusters "
+                  f"{list(self.cfg.compress.clusters)}, {self.cfg.compress.scope} scope)")
+        for n, ev in enumerate(members, 1):
+            assert ev.train_key is not None
+            t0, start = time.perf_counter(), time.time()
+            block = compressor.member(ev.arch_key, ev.train_key, label=f"[{n}/{len(members)}] ")
+            if block["chosen"] is not None:
+                block["chosen"]["runs_on"] = self._compressed_runs_on(block["chosen"])
+            self.compression[ev.arch_key] = block
+            self.store.add_timing(self.run_id, "compress", ev.arch_key, start,
+                                  time.perf_counter() - t0)
+            chosen = block["chosen"]
+            self._say(
+                f"compression [{n}/{len(members)}] {ev.arch_key}: "
+                + (f"sparsity {chosen['sparsity']:g}, k={chosen['clusters']}: "
+                   f"{chosen['storage_deployed_bytes']['mcu']['bytes']} B on an MCU "
+                   f"({chosen['storage_deployed_bytes']['mcu']['reduction_vs_float32']}x "
+                   f"float32), loss {chosen['loss_pp']} pp" if chosen else block["why"])
+            )
+        self._say(f"compression: {compressor.computed} grid points compressed, "
+                  f"{compressor.reused} from the store")
+
+    def _compressed_runs_on(self, point: dict[str, Any]) -> dict[str, str]:
+        """Whether each device runs the compressed model deployed on its kind.
+
+        An MCU gets the MCU file (the LUT model if it verified), any other device the int8
+        file (LiteRT has no DECODE). A device that cannot run it says so, as a candidate's
+        `runs_on` does: "CandidateRejected: ..." naming the operator.
+        """
+        from device_agent.errors import DeviceUnavailable, HilnasError
+
+        out: dict[str, str] = {}
+        for name, device in self.devices.items():
+            if device is None or name in self.pipeline.gone:
+                continue
+            try:
+                kind = "mcu" if device.describe().kind == "mcu" else "linux"
+            except DeviceUnavailable as exc:
+                out[name] = f"missing ({exc})"
+                continue
+            file = point["storage_deployed_bytes"][kind]["file"]
+            path = Path(point["files"][file])
+            sha = hashlib.sha256(path.read_bytes()).hexdigest()
+            runtime = self.pipeline.runtimes.get(name, "")
+            settings = self.pipeline.settings_hash
+            try:
+                if self.store.measurement(sha, name, runtime, settings) is None:
+                    t0 = time.perf_counter()
+                    data = device.measure(path, self.cfg.measure).to_json()
+                    self.store.add_measurement(sha, name, runtime, settings, data,
+                                               time.perf_counter() - t0)
+                out[name] = f"ok ({file})"
+            except StoreError:
+                raise
+            except HilnasError as exc:  # CandidateRejected names the operator it lacks
+                out[name] = f"{type(exc).__name__}: {exc} ({file})"
+        return out
+
     def close(self, cancel: bool = False) -> None:
         self.pipeline.close()
         if self.executor is not None:
@@ -313,15 +407,10 @@ class SearchRun:
         """front.json and the front's files (.tflite and C header) under RUN/front/."""
         from host.export.carray import write_c_array
 
-        feasible, front = self.front_indices()
         front_dir = self.run_dir / "front"
         front_dir.mkdir(exist_ok=True)
-        quality = next(i for i, o in enumerate(self.cfg.objectives) if o.kind is MetricKind.QUALITY)
-        sign = 1 if self.cfg.objectives[quality].maximise else -1
         entries = []
-        for i in sorted(front, key=lambda j: sign * (feasible[j].objectives[quality] or 0),
-                        reverse=True):
-            ev = feasible[i]
+        for ev in self._front_order():
             entry: dict[str, Any] = {
                 "arch": ev.arch_key,
                 "architecture": self.space.from_key(ev.arch_key).to_json(),
@@ -348,6 +437,16 @@ class SearchRun:
                 symbol = "g_model_" + "".join(c if c.isalnum() else "_" for c in ev.arch_key)
                 write_c_array(tflite.read_bytes(), header, symbol)
                 entry["files"] = {"tflite": str(tflite), "c_header": str(header)}
+            block = self.compression.get(ev.arch_key)
+            if block is not None:
+                entry["compression"] = block
+                chosen = block["chosen"]
+                if chosen is not None:  # the deployed files of the chosen configuration
+                    for kind, figure in chosen["storage_deployed_bytes"].items():
+                        src = Path(chosen["files"][figure["file"]])
+                        dst = front_dir / f"{_file_name(ev.arch_key)}-compressed-{kind}.tflite"
+                        shutil.copyfile(src, dst)
+                        entry.setdefault("files", {})[f"compressed_{kind}"] = str(dst)
             entries.append(entry)
         write_atomic(
             self.run_dir / "front.json",
@@ -386,7 +485,7 @@ class SearchRun:
             if not path or not todo:
                 continue
             results = validate_front(todo, [{"arch": entry["arch"], "model_path": path}],
-                                     self.data.x_test, self.data.y_test, self.task,
+                                     self.data.inputs("test"), self.data.y_test, self.task,
                                      progress=self._tick)
             for device, result in results.get(entry["arch"], {}).items():
                 self.store.add_front_validation(self.run_id, entry["arch"], device,
@@ -450,6 +549,7 @@ def run_search(
         raise
     try:
         run.execute()
+        run.compress_front()
     except KeyboardInterrupt:
         store.set_run_status(
             run_id, "interrupted", f"interrupted; continue with: hilnas search --resume {run_id}"

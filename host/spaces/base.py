@@ -62,21 +62,37 @@ class RandomSource(Protocol):
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What the networks of a space are built for: one window in, the task's outputs out.
+    """What the networks of a space are built for: a window in, the task's outputs out.
 
     `length` samples of `channels` channels per window; `outputs` is the number of classes
-    of a classification task or of targets of a regression task.
+    of a classification task or of targets of a regression task. `aux_features` > 0 adds a
+    second input of that many values per window (a beat's RR intervals, host.data.beats),
+    which a space joins to its features before the head, or refuses with a ConfigError
+    that says why (`require_single_input`).
     """
 
     length: int
     channels: int = 1
     outputs: int = 2
+    aux_features: int = 0
 
     def __post_init__(self) -> None:
         for name in ("length", "channels", "outputs"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"input {name} must be a positive integer, not {value!r}")
+        aux = self.aux_features
+        if not isinstance(aux, int) or isinstance(aux, bool) or aux < 0:
+            raise ConfigError(f"input aux_features must be an integer >= 0, not {aux!r}")
+
+    def require_single_input(self, space: str, why: str) -> None:
+        """ConfigError when the task gives a second input that `space` cannot take."""
+        if self.aux_features:
+            raise ConfigError(
+                f"space {space!r} takes one input window, but the task adds "
+                f"{self.aux_features} more values per window (data.rr_features): {why}; "
+                "set data.rr_features = false or choose a space that takes them (bionet)"
+            )
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,7 @@ from host.hw.costs import (
     DenseSpec,
     LayerSpec,
     LSTMSpec,
-    analytic_costs,
+    layer_costs,
 )
 from host.spaces.base import BuildOptions, Gene, InputSpec, Space, register_space
 
@@ -29,6 +29,8 @@ BLOCKS = range(0, 16)  # 4 bits
 FILTER_STEPS = range(1, 5)  # x: 2 bits
 LSTM_EXPONENTS = range(4, 9)  # z: 3 bits, codes 5..7 are invalid
 BITS = (4, 2, 3)
+#: units of the ReLU layer that maps a second input (RR features) before the head
+AUX_UNITS = 8
 
 # The paper bounds its space with "the number of parameters and storage size" of the
 # state-of-the-art reference network but does not print the bound. With this block
@@ -92,8 +94,10 @@ class BioNetArch:
             "filters": list(self.filters),
         }
 
-    def layer_specs(self, input_length: int, n_channels: int, n_classes: int) -> list[LayerSpec]:
-        """Return the layers, for `host.hw.costs`."""
+    def layer_specs(
+        self, input_length: int, n_channels: int, n_classes: int, aux_features: int = 0
+    ) -> list[LayerSpec]:
+        """Return the layers, for `host.hw.costs` (with the RR branch when `aux_features`)."""
         specs: list[LayerSpec] = []
         ch = n_channels
         for f in self.filters:
@@ -108,7 +112,12 @@ class BioNetArch:
             specs.append(AddSpec(input_length, f))
             ch = f
         specs.append(LSTMSpec(input_length, ch, self.lstm_cells))
-        specs.append(DenseSpec(self.lstm_cells, n_classes))
+        if aux_features:
+            specs.append(DenseSpec(aux_features, AUX_UNITS))
+            specs.append(DenseSpec(self.lstm_cells, n_classes))  # the sequence's logits
+            specs.append(DenseSpec(AUX_UNITS, n_classes))  # the rhythm's logits
+        else:
+            specs.append(DenseSpec(self.lstm_cells, n_classes))
         return specs
 
 
@@ -267,14 +276,18 @@ class BioNetSpace(Space[BioNetArch]):
     # ------------------------------------------------------------------ costs and models
     def costs(self, arch: BioNetArch) -> Costs:
         i = self.input
-        return analytic_costs(arch, i.length, i.outputs, i.channels)
+        costs = layer_costs(arch.layer_specs(i.length, i.channels, i.outputs, i.aux_features))
+        # The device holds the int8 window and the int8 RR features.
+        return replace(costs, input_buffer_bytes=i.length * i.channels + i.aux_features)
 
     def build_model(
         self, arch: BioNetArch, task: Task, options: BuildOptions | None = None
     ) -> Any:
         i, o = self.input, options or BuildOptions()
         return build_keras_model(arch, i.length, i.channels, i.outputs, o.batch_size,
-                                 dropout=o.dropout, seed=o.seed, head=task.head)
+                                 dropout=o.dropout, seed=o.seed, head=task.head,
+                                 aux_features=i.aux_features,
+                                 output_activation=task.output_activation)
 
 
 def build_keras_model(
@@ -286,6 +299,8 @@ def build_keras_model(
     dropout: float = 0.2,
     seed: int | None = None,
     head: Any = None,
+    aux_features: int = 0,
+    output_activation: str | None = "softmax",
 ) -> Any:
     """Return an uncompiled tf-keras model of `arch` (a softmax over `n_classes` by default).
 
@@ -293,6 +308,15 @@ def build_keras_model(
     projection when the width changes). Pass `batch_size=1` for a model to export: static
     shapes are what gives TFLite a fused int8 UNIDIRECTIONAL_SEQUENCE_LSTM. `head` is a
     task's output layer (`Task.head`); None is a softmax classifier.
+
+    `aux_features` > 0 adds a second input, "rr" (a beat's RR-interval features): a small
+    ReLU layer of `AUX_UNITS` maps it, and the head's logits are the sum of the LSTM's and
+    the rhythm's (two heads without activation, added, then `output_activation`, the
+    task's own: softmax for classification). The rhythm is what tells a premature beat from
+    a normal one of the same shape. The sum is the same function as one head over the two
+    concatenated, but int8 keeps it: TFLite's int8 CONCATENATION gives all its inputs one
+    scale, which clipped the rhythm branch to the LSTM's range and cost 5 points of
+    balanced accuracy; ADD rescales each input (docs/decisions.md, issue 18).
     """
     from host.train.tfenv import import_keras
 
@@ -322,6 +346,20 @@ def build_keras_model(
         h = layers.Add(name=f"b{i}_add")([y, shortcut])
         ch = f
     h = layers.LSTM(arch.lstm_cells, kernel_initializer=init(), name="lstm")(h)
+    if aux_features:
+        rr = layers.Input(shape=(aux_features,), batch_size=batch_size, name="rr")
+        r = layers.Dense(AUX_UNITS, activation="relu", kernel_initializer=init(),
+                         name="rr_dense")(rr)
+        if head is None:
+            seq = layers.Dense(n_classes, kernel_initializer=init(), name="out_seq")(h)
+            rhythm = layers.Dense(n_classes, kernel_initializer=init(), name="out_rr")(r)
+        else:
+            seq = head(keras, h, logits=True, name="out_seq", kernel_initializer=init())
+            rhythm = head(keras, r, logits=True, name="out_rr", kernel_initializer=init())
+        logits = layers.Add(name="out_logits")([seq, rhythm])
+        out = (layers.Activation(output_activation, name="out")(logits)
+               if output_activation else logits)
+        return keras.Model([inp, rr], out, name=arch.key())
     if head is None:
         out = layers.Dense(
             n_classes, activation="softmax", kernel_initializer=init(), name="out"

@@ -178,6 +178,10 @@ class HalfSpace(Space[HalfArch]):
         board: str = "pynq-z1",
     ) -> None:
         super().__init__(input)
+        input.require_single_input(
+            "half", "HALF's dataflow accelerator streams one window through its layers and "
+            "the HLS generator has no second input port"
+        )
         if not 1 <= min_depth <= max_depth <= MAX_DEPTH:
             raise ConfigError(f"depth bounds must satisfy 1 <= {min_depth} <= {max_depth} <= 15")
         self.min_depth, self.max_depth = min_depth, max_depth

@@ -22,7 +22,7 @@ from typing import Any
 from host.errors import StoreError
 from host.store.files import describe_write_failure
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -125,6 +125,16 @@ CREATE TABLE IF NOT EXISTS front_validations (  -- the front's test windows on e
     result_json TEXT NOT NULL,          -- device and host quality, agreement; or why not
     created     REAL NOT NULL,
     PRIMARY KEY (run_id, arch_key, device)
+);
+CREATE TABLE IF NOT EXISTS compressions (  -- [compress]: one trained network, one grid point
+    train_key   TEXT NOT NULL,
+    settings_hash TEXT NOT NULL,        -- the [compress] settings but the grid
+    sparsity    REAL NOT NULL,
+    clusters    INTEGER NOT NULL,
+    result_json TEXT NOT NULL,          -- host.compress CompressionResult.to_json, file paths
+    seconds     REAL NOT NULL,
+    created     REAL NOT NULL,
+    PRIMARY KEY (train_key, settings_hash, sparsity, clusters)
 );
 CREATE TABLE IF NOT EXISTS timings (
     run_id      TEXT NOT NULL,
@@ -547,6 +557,27 @@ class RunStore:
             "predictor": predictor,
             "device_host_agreement": agreement,
         }
+
+    def add_compression(self, train_key: str, settings_hash: str, sparsity: float,
+                        clusters: int, result: dict[str, Any], seconds: float) -> None:
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO compressions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (train_key, settings_hash, float(sparsity), int(clusters),
+                       json.dumps(result, default=str), seconds, time.time()))
+
+    def compression(self, train_key: str, settings_hash: str, sparsity: float,
+                    clusters: int) -> dict[str, Any] | None:
+        """A trained network's stored compression at one grid point (result, seconds, created)."""
+        rows = self._query(
+            "SELECT * FROM compressions WHERE train_key = ? AND settings_hash = ? "
+            "AND sparsity = ? AND clusters = ?",
+            (train_key, settings_hash, float(sparsity), int(clusters)),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return {"result": json.loads(r["result_json"]), "seconds": r["seconds"],
+                "created": r["created"]}
 
     def add_timing(self, run_id: str, phase: str, key: str, start: float, seconds: float) -> None:
         with self._tx() as c:

@@ -42,6 +42,9 @@ class Task(ABC):
     name: ClassVar[str] = ""
     #: the frozen dataclass of the task's options (a search's `[data]` table)
     config_type: ClassVar[type[Any]]
+    #: the activation `head` applies unless asked for logits (a space that sums several
+    #: heads' logits applies it itself): "softmax" for classification, None for regression
+    output_activation: ClassVar[str | None] = None
 
     def __init__(self, config: Any) -> None:
         if not isinstance(config, self.config_type):
@@ -89,9 +92,15 @@ class Task(ABC):
     def load(self, progress: bool = False) -> TaskData:
         """Build (or read from the cache) the dataset; DataError names what is missing."""
 
-    def representative(self, data: TaskData, n: int = 200) -> np.ndarray:
-        """Windows that calibrate int8 quantization (from the training side only)."""
-        return np.asarray(data.x_train[:n], dtype=np.float32)
+    def representative(self, data: TaskData, n: int = 200) -> np.ndarray | list[np.ndarray]:
+        """Inputs that calibrate int8 quantization (from the training side only).
+
+        One array of windows, or [windows, aux] for a model with a second input.
+        """
+        x = np.asarray(data.x_train[:n], dtype=np.float32)
+        if data.aux_train is None:
+            return x
+        return [x, np.asarray(data.aux_train[:n], dtype=np.float32)]
 
     def identity(self) -> dict[str, Any]:
         """What makes two datasets the same (the store's key); paths are not part of it."""

@@ -35,9 +35,29 @@ class EcgClassification(Task):
 
     config_type = EcgDatasetConfig
     config: EcgDatasetConfig
+    output_activation = "softmax"
 
     def input_spec(self) -> InputSpec:
-        return InputSpec(self.config.window, 1, len(self.config.scheme().classes))
+        return InputSpec(self.config.window, 1, len(self.config.scheme().classes),
+                         aux_features=self.config.n_aux_features)
+
+    def representative(self, data: TaskData, n: int = 200) -> np.ndarray | list[np.ndarray]:
+        """Calibration windows drawn evenly from every class of the training side.
+
+        The first `n` training windows are mostly normal beats, so int8 ranges fitted on them
+        clip the large deflections of ventricular beats; taking each class in equal share
+        (all of a class that has fewer) keeps those ranges (docs/decisions.md, issue 18).
+        """
+        y = np.asarray(data.y_train)
+        rng = np.random.default_rng(0)
+        classes = [c for c in np.unique(y)]
+        per_class = max(1, n // max(1, len(classes)))
+        picked = [rng.permutation(np.flatnonzero(y == c))[:per_class] for c in classes]
+        idx = np.sort(np.concatenate(picked)) if picked else np.arange(0)
+        x = np.asarray(data.x_train[idx], dtype=np.float32)
+        if data.aux_train is None:
+            return x
+        return [x, np.asarray(data.aux_train[idx], dtype=np.float32)]
 
     def metrics(self) -> tuple[MetricSpec, ...]:
         return CLASSIFICATION_METRICS

@@ -87,3 +87,42 @@ def classification_metrics(
         "confusion_matrix": cm.tolist(),
         "class_names": list(class_names),
     }
+
+
+def inter_patient_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]
+) -> dict[str, Any]:
+    """The figures the inter-patient ECG literature reports (de Chazal et al. 2004, AAMI EC57).
+
+    - `normal_vs_anomalous_balanced_accuracy`: the classes other than the first (normal)
+      merged into one, then the mean of the two recalls; comparable across presets;
+    - per class `sensitivity` (recall) and `positive_predictivity` (precision), under the
+      class's name (AAMI-5's N, S, V, F, Q);
+    - `j_index`, with S and V classes: the mean of S and V sensitivity and positive
+      predictivity (Llamedo and Martínez's j = Se_S + Se_V + P+_S + P+_V, divided by 4 so
+      that it reads on 0..1 as Mondéjar-Guerra et al. 2019 print it).
+    """
+    y_true = np.asarray(y_true, np.int64)
+    y_pred = np.asarray(y_pred, np.int64)
+    full = classification_metrics(y_true, y_pred, class_names)
+    binary = classification_metrics(
+        (y_true > 0).astype(np.int64), (y_pred > 0).astype(np.int64), ["normal", "anomalous"]
+    )
+    per_class = {
+        name: {
+            "sensitivity": v["recall"],
+            "positive_predictivity": v["precision"],
+            "support": v["support"],
+        }
+        for name, v in full["per_class"].items()
+    }
+    out: dict[str, Any] = {
+        "normal_vs_anomalous_balanced_accuracy": binary["balanced_accuracy"],
+        "balanced_accuracy": full["balanced_accuracy"],
+        "per_class": per_class,
+    }
+    if "S" in per_class and "V" in per_class:
+        s, v = per_class["S"], per_class["V"]
+        out["j_index"] = float(np.mean([s["sensitivity"], v["sensitivity"],
+                                        s["positive_predictivity"], v["positive_predictivity"]]))
+    return out

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from host.errors import ConfigError
+from host.train.augment import Augmentation
 from host.train.tfenv import import_keras
 
 if TYPE_CHECKING:
@@ -33,6 +34,9 @@ class TrainConfig:
     sequences can explode: without it, the same BioNet trained twice with two seeds ended
     0.44 and 0.58 in validation F1, with it 0.83 and 0.78 (docs/decisions.md, "Tabular
     benchmark"). `dropout`: the rate a space puts after its convolutions.
+    `augment`: perturb training windows (host.train.augment.Augmentation: amplitude,
+    baseline, noise, shift), a table in TOML; None or all zero: off. Validation and test
+    windows are never augmented.
     `verbose` (the Keras fit verbosity) and `eval_batch_size` do not change the trained
     network, so they are not part of what makes two trainings the same.
     """
@@ -46,6 +50,7 @@ class TrainConfig:
     restore_best: bool = True
     class_weights: str | None = "balanced"
     dropout: float = 0.2
+    augment: Augmentation | None = None
     seed: int = 0
     verbose: int = field(default=0, compare=False)
     eval_batch_size: int = field(default=512, compare=False)
@@ -69,6 +74,8 @@ class TrainConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout: must be in [0, 1), not {self.dropout!r}")
+        augment = Augmentation.from_any(self.augment)
+        object.__setattr__(self, "augment", augment if augment and augment.enabled else None)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,12 +95,15 @@ class TrainResult:
     arch: Any = None
     split_description: str = ""
     config: TrainConfig = field(default_factory=TrainConfig)
+    #: which validation side chose the epoch and scores the model (Splits.selection)
+    selection: str = ""
 
     def summary(self) -> dict[str, Any]:
         """Return a JSON-able summary (no model)."""
         return {
             "arch": self.arch.to_json() if hasattr(self.arch, "to_json") else self.arch,
             "split": self.split_description,
+            "selection": self.selection,
             "train_seconds": self.train_seconds,
             "total_seconds": self.total_seconds,
             "epochs_run": self.epochs_run,
@@ -111,9 +121,12 @@ def balanced_class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
     return {c: (len(y) / (k * counts[c]) if counts[c] else 0.0) for c in range(n_classes)}
 
 
-def predict(model: Any, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Raw outputs of a Keras model (an empty array for no windows)."""
-    if len(x) == 0:
+def predict(model: Any, x: np.ndarray | list[np.ndarray], batch_size: int = 512) -> np.ndarray:
+    """Raw outputs of a Keras model (an empty array for no windows).
+
+    `x`: the windows, or [windows, aux] for a model with a second input.
+    """
+    if len(x[0] if isinstance(x, list) else x) == 0:
         return np.zeros((0, *model.output_shape[1:]), np.float32)
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
 
@@ -178,21 +191,38 @@ def train_model(
                 restore_best_weights=cfg.restore_best,
             )
         )
+    n_inputs = len(model.inputs)
+    if n_inputs != (2 if data.has_aux else 1):
+        raise ConfigError(
+            f"model: takes {n_inputs} input(s), the dataset gives "
+            f"{'windows and RR features' if data.has_aux else 'windows only'}"
+        )
+    fit_options = task.fit_options(data, cfg.class_weights)
+    validation = (data.inputs("val"), data.y_val) if has_val else None
     t0 = time.perf_counter()
-    hist = model.fit(
-        data.x_train,
-        data.y_train,
-        validation_data=(data.x_val, data.y_val) if has_val else None,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        callbacks=callbacks,
-        shuffle=True,
-        verbose=cfg.verbose,
-        **task.fit_options(data, cfg.class_weights),
-    )
+    if cfg.augment is not None:
+        from host.train.augment import augmented_batches
+
+        # Training batches only: validation data goes to `fit` as arrays, untouched.
+        batches = augmented_batches(keras, data.inputs("train"), data.y_train, cfg.augment,
+                                    cfg.batch_size, cfg.seed, fit_options.get("class_weight"))
+        hist = model.fit(batches, validation_data=validation, epochs=cfg.epochs,
+                         callbacks=callbacks, verbose=cfg.verbose)
+    else:
+        hist = model.fit(
+            data.inputs("train"),
+            data.y_train,
+            validation_data=validation,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            callbacks=callbacks,
+            shuffle=True,
+            verbose=cfg.verbose,
+            **fit_options,
+        )
     train_seconds = time.perf_counter() - t0
-    val = task.score(data.y_val, predict(model, data.x_val, cfg.eval_batch_size))
-    test = task.score(data.y_test, predict(model, data.x_test, cfg.eval_batch_size))
+    val = task.score(data.y_val, predict(model, data.inputs("val"), cfg.eval_batch_size))
+    test = task.score(data.y_test, predict(model, data.inputs("test"), cfg.eval_batch_size))
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return TrainResult(
         model=model,
@@ -205,4 +235,5 @@ def train_model(
         arch=None,
         split_description=data.split_description,
         config=cfg,
+        selection=data.selection,
     )

@@ -96,6 +96,7 @@ def test_every_key_is_documented() -> None:
         "measure": c.table_keys(MeasureSettings) - set(c.MEASURE_NOT_CONFIGURABLE),
         "executor": c.table_keys(c.ExecutorConfig), "budget": c.table_keys(c.BudgetConfig),
         "search": c.table_keys(c.SearchSettings),
+        "compress": c.table_keys(c.CompressSettings),
     }
     assert set(tables) | {"tabular"} == c.TOP_LEVEL
     sections = dict(re.findall(r"^## `\[{1,2}(\w+)\]{1,2}`\n(.*?)(?=^## |\Z)", text, re.M | re.S))
@@ -122,3 +123,24 @@ def test_strategy_and_space_that_cannot_work_together(tmp_path: Path) -> None:
                                 objectives=[{"metric": "f1_macro"},
                                             {"metric": "latency_p50_us", "device": "d"}],
                                 devices=[{"name": "d"}]))
+
+
+def test_a_none_that_is_not_the_default_survives_the_stored_document() -> None:
+    """A resumed run reads its configuration back from the store's JSON document."""
+    import dataclasses
+    import json
+
+    from host.search.config import parse_config
+
+    doc = {
+        "data": {"records": ["100", "101", "103"]},
+        "space": {"name": "bionet"},
+        "objectives": [{"metric": "f1_macro"}, {"metric": "storage_int8_bytes"}],
+    }
+    cfg = parse_config(doc)
+
+    plain = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, patience=None,
+                                                               class_weights=None))
+    again = parse_config(json.loads(json.dumps(plain.to_doc())))
+    assert again.train.patience is None and again.train.class_weights is None
+    assert again.train == plain.train

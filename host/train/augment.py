@@ -1,0 +1,135 @@
+"""Training-time augmentation of ECG windows: amplitude, baseline wander, noise, time shift.
+
+A model that meets a new patient meets a new electrode placement (gain), new breathing
+(baseline wander), new noise and a detector that centres beats a few samples differently.
+Each is one seeded, per-window transformation here. Augmentation is applied by
+`AugmentedBatches`, which feeds `model.fit` the training side only: validation and test
+windows never pass through it (tests/host/test_ecg_unseen.py checks that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from host.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """How to perturb each training window (all off at 0).
+
+    - `amplitude`: standard deviation of a per-window gain, x * (1 + N(0, amplitude));
+    - `baseline`: peak amplitude (in input units) of an added low-frequency sinusoid
+      (0.1-0.5 cycles per window, random phase): baseline wander;
+    - `noise`: standard deviation of added white Gaussian noise (input units);
+    - `shift`: largest shift in samples, either way; the edge sample fills the gap.
+
+    Only the first model input (the window) is augmented; a second input (RR features)
+    describes the rhythm, which these do not change.
+    """
+
+    amplitude: float = 0.0
+    baseline: float = 0.0
+    noise: float = 0.0
+    shift: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("amplitude", "baseline", "noise"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"augment.{name}: must be a number >= 0, not {value!r}")
+        if not isinstance(self.shift, int) or isinstance(self.shift, bool) or self.shift < 0:
+            raise ConfigError(f"augment.shift: must be an integer >= 0, not {self.shift!r}")
+
+    @classmethod
+    def from_any(cls, value: Augmentation | Mapping[str, Any] | None) -> Augmentation | None:
+        if value is None or isinstance(value, Augmentation):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"augment: must be a table, not {value!r}")
+        allowed = set(cls.__dataclass_fields__)
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"augment: unknown key {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+            )
+        return cls(**value)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.amplitude or self.baseline or self.noise or self.shift)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A perturbed copy of windows `x` (n, length, channels); `x` is not changed."""
+        out = np.array(x, dtype=np.float32, copy=True)
+        n, length = int(out.shape[0]), int(out.shape[1])
+        if self.shift:
+            offsets = rng.integers(-self.shift, self.shift + 1, size=n)
+            src = np.clip(np.arange(length)[None, :] - offsets[:, None], 0, length - 1)
+            out = np.take_along_axis(out, src[..., None].repeat(out.shape[2], axis=2), axis=1)
+        if self.amplitude:
+            out *= (1.0 + rng.normal(0.0, self.amplitude, size=(n, 1, 1))).astype(np.float32)
+        if self.baseline:
+            cycles = rng.uniform(0.1, 0.5, size=(n, 1, 1))
+            phase = rng.uniform(0, 2 * np.pi, size=(n, 1, 1))
+            t = np.arange(length, dtype=np.float32)[None, :, None] / length
+            wander = rng.uniform(0, self.baseline, size=(n, 1, 1))
+            out += (wander * np.sin(2 * np.pi * cycles * t + phase)).astype(np.float32)
+        if self.noise:
+            out += rng.normal(0.0, self.noise, size=out.shape).astype(np.float32)
+        return out
+
+
+def augmented_batches(
+    keras: Any,
+    inputs: np.ndarray | list[np.ndarray],
+    y: np.ndarray,
+    augmentation: Augmentation,
+    batch_size: int,
+    seed: int,
+    class_weight: Mapping[int, float] | None = None,
+) -> Any:
+    """A `keras.utils.Sequence` of shuffled, augmented training batches (new draws each epoch).
+
+    Class weights become per-window sample weights, since `fit` takes no `class_weight`
+    with some generators.
+    """
+
+    class AugmentedBatches(keras.utils.Sequence):  # keras is untyped here (Any)
+        def __init__(self) -> None:
+            super().__init__()
+            self.arrays = inputs if isinstance(inputs, list) else [inputs]
+            self.epoch = 0
+            self.order = np.arange(len(y))
+            self.weights = (
+                np.array([class_weight.get(int(c), 1.0) for c in y], np.float32)
+                if class_weight
+                else None
+            )
+            self.on_epoch_end()
+
+        def __len__(self) -> int:
+            return max(1, int(np.ceil(len(y) / batch_size)))
+
+        def __getitem__(self, i: int) -> Any:
+            idx = self.order[i * batch_size : (i + 1) * batch_size]
+            rng = np.random.default_rng([seed, self.epoch, i])
+            first = augmentation.apply(self.arrays[0][idx], rng)
+            xs = [first, *(a[idx] for a in self.arrays[1:])]
+            batch_x = xs[0] if len(xs) == 1 else xs
+            if self.weights is None:
+                return batch_x, y[idx]
+            return batch_x, y[idx], self.weights[idx]
+
+        def on_epoch_end(self) -> None:
+            self.order = np.random.default_rng([seed, self.epoch, 1 << 20]).permutation(len(y))
+            self.epoch += 1
+
+    return AugmentedBatches()
