@@ -101,8 +101,14 @@ def _figures(y: np.ndarray, pred: np.ndarray, names: tuple[str, ...]) -> dict[st
     return out
 
 
-def score_model(entry: dict[str, Any], records: tuple[str, ...], *, with_float: bool) -> dict:
-    """Float (Keras) and int8 (LiteRT) figures of a front model on `records`, all beats."""
+def score_model(
+    entry: dict[str, Any], records: tuple[str, ...], *, with_float: bool, detect: bool = False
+) -> dict:
+    """Float (Keras) and int8 (LiteRT) figures of a front model on `records`, all beats.
+
+    `detect`: also the int8 figures on the beats wfdb's XQRS detector finds, with the
+    detector's own sensitivity and positive predictivity.
+    """
     from host.data.dataset import load_ecg_eval_windows
     from host.export.evaluate import config_from_metadata, predict_tflite
     from host.export.flatbuf import read_metadata
@@ -120,6 +126,11 @@ def score_model(entry: dict[str, Any], records: tuple[str, ...], *, with_float: 
         "int8": int8,
         "int8_seconds": time.perf_counter() - t0,
     }
+    if detect:
+        found = load_ecg_eval_windows(cfg, detect=True)
+        result["int8_detected_beats"] = _figures(
+            found.y, predict_tflite(tflite, found.inputs()), found.class_names)
+        result["detection"] = found.detection
     # The search keeps each trained network (its batch-1 export) as
     # models/<arch>-<train key>.keras beside the runs; the .tflite's metadata names the key.
     models_dir = Path(entry["files"]["tflite"]).parents[2] / "models"
@@ -188,13 +199,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run {run}; chosen by validation {args.metric}: {entry['arch']} "
               f"({Path(entry['files']['tflite']).stat().st_size} B int8); DS2 = {len(test)} "
               f"records: {','.join(test)}", flush=True)
-        scored = score_model(entry, test, with_float=True)
+        scored = score_model(entry, test, with_float=True, detect=True)
         report["dechazal"] = {"run": str(run), **scored}
-        rows = [(f"hilnas {scored['arch']} int8 ({scored['int8_bytes']} B)", scored["int8"])]
+        rows = [(f"hilnas {scored['arch']} int8 ({scored['int8_bytes']} B)", scored["int8"]),
+                ("  same, on beats found by XQRS", scored["int8_detected_beats"])]
         if "float32" in scored:
             rows.insert(0, (f"hilnas {scored['arch']} float32 (Keras)", scored["float32"]))
         rows += [(name, dict(fig)) for name, fig in LITERATURE]
         _print_table("DS1 -> DS2 (all beats of the DS2 records present here)", rows)
+        det = scored["detection"]
+        print(f"XQRS on DS2: sensitivity {det['sensitivity']:.4f}, positive predictivity "
+              f"{det['positive_predictivity']:.4f} ({det['reference_beats']} reference beats)")
         goal_ba = scored["int8"]["normal_vs_anomalous_balanced_accuracy"]
         goal_v = scored["int8"].get("V_se")
         print(f"\ngoal: normal-vs-anomalous BA >= 0.92 (int8: {goal_ba:.3f}); "

@@ -160,7 +160,11 @@ def parse_tflite(data: bytes) -> IrModel:
 def _parse(g: _Graph) -> IrModel:
     sg = g.sg
     if sg.InputsLength() != 1 or sg.OutputsLength() != 1:
-        raise CandidateRejected("the accelerator has one input and one output stream")
+        raise CandidateRejected(
+            f"the accelerator has one input and one output stream; this model has "
+            f"{sg.InputsLength()} inputs and {sg.OutputsLength()} outputs (a second input, "
+            "such as a beat's RR features, has no port in the HLS dataflow design)"
+        )
     t_in, t_out = int(sg.Inputs(0)), int(sg.Outputs(0))
     for idx, what in ((t_in, "input"), (t_out, "output")):
         if g.tensor(idx).Type() != _INT8:

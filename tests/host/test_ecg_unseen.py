@@ -339,3 +339,11 @@ def test_unseen_records_leave_out_training_validation_and_paced(beat_model: dict
     seen = set(meta["records"]["train"]) | set(meta["records"]["val"])
     assert unseen and seen.isdisjoint(unseen) and set(PACED_RECORDS).isdisjoint(unseen)
     assert set(meta["records"]["test"]) <= set(unseen)
+
+
+def test_hls_generator_says_it_has_no_second_input(beat_model: dict[str, Any]) -> None:
+    from device_agent.errors import CandidateRejected
+    from device_agent.fpga.parser import parse_tflite
+
+    with pytest.raises(CandidateRejected, match="2 inputs .* no port in the HLS"):
+        parse_tflite(beat_model["int8"])
