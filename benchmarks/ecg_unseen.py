@@ -60,7 +60,14 @@ def _run_search(config: Path, out: Path) -> Path:
 
 
 def _front(run: Path) -> list[dict[str, Any]]:
+    """The run's front; file paths made absolute (front.json holds them as the search was
+    started, relative to its working directory)."""
     doc = json.loads((run / "front.json").read_text())
+    for entry in doc["front"]:
+        files = entry.get("files") or {}
+        path = files.get("tflite")
+        if path and not Path(path).exists():
+            files["tflite"] = str(run / "front" / Path(path).name)
     return list(doc["front"])
 
 
