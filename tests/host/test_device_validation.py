@@ -7,19 +7,14 @@ MIT-BIH windows, and real agents: the `local` LiteRT agent, the emulated Nano 33
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from child_models import build_once  # type: ignore[import-not-found]
 
 from device_agent.errors import MeasurementFailed, ProtocolError
 from device_agent.types import DeviceInfo, Sample
@@ -54,7 +49,7 @@ ds = load_ecg_dataset(EcgDatasetConfig(cache_dir=cache, **data))
 # a BioNet network (an LSTM: state in variable tensors) and a stateless 1-D CNN
 keras_model = build_keras_model(BioNetArch(0, 1, 4), 64, 1, 2, batch_size=1, seed=0)
 model = convert_many(keras_model, ["int8"], ds.x_train, metadata=ds.metadata())["int8"]
-open(out + ".lstm", "wb").write(model)
+open(out + "/lstm.tflite", "wb").write(model)
 import tf_keras as k
 k.utils.set_random_seed(0)
 i = k.Input((64, 1), batch_size=1)
@@ -63,29 +58,14 @@ h = k.layers.MaxPooling1D(2)(h)
 h = k.layers.Conv1D(8, 3, activation="relu")(h)
 o = k.layers.Dense(2, activation="softmax")(k.layers.GlobalAveragePooling1D()(h))
 model = convert_many(k.Model(i, o), ["int8"], ds.x_train, metadata=ds.metadata())["int8"]
-open(out + ".cnn", "wb").write(model)
+open(out + "/cnn.tflite", "wb").write(model)
 """
 
 
 def _models(tmp: Path) -> dict[str, bytes]:
-    key = hashlib.sha256((_BUILD + repr(DATA)).encode()).hexdigest()[:12]
-    final = Path(tempfile.gettempdir()) / f"hilnas-validation-test-models-{key}"
-    if not (final / "cnn.tflite").exists():
-        repo = Path(__file__).resolve().parents[2]
-        work = tmp / "built"
-        work.mkdir()
-        env = {**os.environ, "PYTHONPATH": str(repo), "TF_USE_LEGACY_KERAS": "1",
-               "TF_CPP_MIN_LOG_LEVEL": "2"}
-        subprocess.run([sys.executable, "-c", _BUILD, str(work / "m"), str(tmp), repr(DATA)],
-                       check=True, timeout=600, env=env, cwd=repo)
-        (work / "m.lstm").rename(work / "lstm.tflite")
-        (work / "m.cnn").rename(work / "cnn.tflite")
-        try:
-            shutil.copytree(work, final.with_suffix(".part"), dirs_exist_ok=True)
-            final.with_suffix(".part").rename(final)
-        except OSError:  # another process won the race, or the temp dir is read-only
-            final = work
-    return {name: (final / f"{name}.tflite").read_bytes() for name in ("cnn", "lstm")}
+    folder = build_once("hilnas-validation-test-models", _BUILD, [str(tmp), repr(DATA)], tmp,
+                        timeout=600)
+    return {name: (folder / f"{name}.tflite").read_bytes() for name in ("cnn", "lstm")}
 
 
 @pytest.fixture(scope="module")

@@ -9,19 +9,14 @@ child process (TensorFlow stays out of the test process) and cached in the temp 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from child_models import build_once  # type: ignore[import-not-found]
 
 from host.data import EcgDatasetConfig, load_ecg_dataset, load_record
 from host.data.beats import RR_FEATURES, detect_beats, match_beats, rr_features
@@ -227,31 +222,17 @@ export = space.export_model(result.model, arch, task)
 models = convert_many(export, ["float32", "int8"], task.representative(ds),
                       metadata=ds.metadata())
 for mode, buf in models.items():
-    open(f"{out}.{mode}", "wb").write(buf)
+    open(f"{out}/m.{mode}", "wb").write(buf)
 keras_out = result.model.predict(ds.inputs("test"), verbose=0)
-np.save(f"{out}.keras.npy", keras_out)
+np.save(f"{out}/m.keras.npy", keras_out)
 """
 
 
 @pytest.fixture(scope="module")
 def beat_model(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("beat-model")
-    data_json = json.dumps(BEAT_DATA)
-    key = hashlib.sha256((_BUILD + data_json).encode()).hexdigest()[:12]
-    final = Path(tempfile.gettempdir()) / f"hilnas-beat-model-{key}"
-    if not (final / "m.int8").exists():
-        repo = Path(__file__).resolve().parents[2]
-        work = tmp / "built"
-        work.mkdir()
-        env = {**os.environ, "PYTHONPATH": str(repo), "TF_USE_LEGACY_KERAS": "1",
-               "TF_CPP_MIN_LOG_LEVEL": "2"}
-        subprocess.run([sys.executable, "-c", _BUILD, str(work / "m"), str(tmp), data_json],
-                       check=True, timeout=900, env=env, cwd=repo)
-        try:
-            shutil.copytree(work, final.with_suffix(".part"), dirs_exist_ok=True)
-            final.with_suffix(".part").rename(final)
-        except OSError:
-            final = work
+    final = build_once("hilnas-beat-model", _BUILD, [str(tmp), json.dumps(BEAT_DATA)], tmp,
+                       timeout=900)
     ds = load_ecg_dataset(EcgDatasetConfig(cache_dir=str(tmp), **BEAT_DATA))
     return {
         "int8": (final / "m.int8").read_bytes(),
