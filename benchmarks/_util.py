@@ -40,3 +40,16 @@ def machine_line() -> str:
         f"machine: {platform.machine()}, {os.cpu_count()} cores, python "
         f"{platform.python_version()}, load average {load:.2f}"
     )
+
+
+def run_search(config: Path, out: Path) -> Path:
+    """Run `hilnas search CONFIG --out OUT` and return the new run's folder."""
+    out.mkdir(parents=True, exist_ok=True)
+    before = set(out.iterdir())
+    cmd = [sys.executable, "-m", "host.cli", "search", str(config), "--out", str(out)]
+    print("$ " + " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=REPO)
+    runs = sorted(p for p in set(out.iterdir()) - before if (p / "front.json").exists())
+    if not runs:
+        raise SystemExit(f"no run with a front.json appeared in {out}")
+    return runs[-1]

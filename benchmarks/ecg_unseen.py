@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,15 +47,9 @@ LITERATURE = [
 
 def _run_search(config: Path, out: Path) -> Path:
     """Run `hilnas search` and return the run's folder."""
-    out.mkdir(parents=True, exist_ok=True)
-    before = set(out.iterdir())
-    cmd = [sys.executable, "-m", "host.cli", "search", str(config), "--out", str(out)]
-    print("$ " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=REPO)
-    runs = sorted(p for p in set(out.iterdir()) - before if (p / "front.json").exists())
-    if not runs:
-        raise SystemExit(f"no run with a front.json appeared in {out}")
-    return runs[-1]
+    from _util import run_search  # type: ignore[import-not-found]
+
+    return Path(run_search(config, out))
 
 
 def _front(run: Path) -> list[dict[str, Any]]:

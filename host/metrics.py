@@ -54,6 +54,8 @@ _BUILTIN: tuple[tuple[str, MetricKind, str, str], ...] = (
     ("peak_rss_bytes", _D, "B", "peak resident memory of the runtime process"),
     ("arena_bytes", _D, "B", "the runtime's tensor arena"),
     ("model_bytes", _D, "B", "bytes of the model file the device holds"),
+    # Derived from a measurement and the analytic costs (host.search.objectives.Figures).
+    ("ram_bytes", _D, "B", "the runtime's arena plus the input buffer the application holds"),
     ("mean_power_mw", _D, "mW", "mean power while running"),
     ("energy_per_inference_uj", _D, "uJ", "energy of one inference"),
 )

@@ -1,9 +1,11 @@
-"""`hilnas evaluate MODEL.tflite`: quality of an exported model on chosen ECG records.
+"""`hilnas evaluate MODEL.tflite`: an exported model's quality on ECG records or WAVs.
 
-Besides accuracy, balanced accuracy and F1 it prints the inter-patient figures (AAMI
-per-class sensitivity and positive predictivity, normal-vs-anomalous balanced accuracy,
-the j-index) and, for a beat-aligned model with `--detect`, the scores on the beats that
-wfdb's XQRS detector finds, with the detector's own sensitivity.
+Which one the model's metadata says: ECG records, or a folder of WAV files for a
+spoken-digit model. Besides accuracy, balanced accuracy and F1, for an ECG model it
+prints the inter-patient figures (AAMI per-class sensitivity and positive predictivity,
+normal-vs-anomalous balanced accuracy, the j-index) and, for a beat-aligned model with
+`--detect`, the scores on the beats that wfdb's XQRS detector finds, with the detector's
+own sensitivity.
 """
 
 from __future__ import annotations
@@ -20,9 +22,17 @@ PACED_RECORDS = ("102", "104", "107", "217")
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("evaluate", help="quality of a .tflite model on ECG records (LiteRT)")
+    p = sub.add_parser("evaluate", help="quality of a .tflite model on ECG records or WAV "
+                       "files (LiteRT)")
     p.add_argument("model", help="a .tflite exported by hilnas (its metadata sets windowing)")
     add_dataset_options(p, for_eval=True)
+    p.add_argument(
+        "--speakers",
+        help="audio models: comma-separated speakers to keep (default: every speaker of "
+        "--data-dir; without --data-dir, the model's own FSDD test speakers)",
+    )
+    p.add_argument("--on-bad-file", choices=["skip", "error"], default="skip",
+                   help="audio models: skip an unreadable WAV (named) or stop (default skip)")
     p.add_argument(
         "--detect", action="store_true",
         help="beat-aligned models: score the beats wfdb's XQRS detector finds, not the "
@@ -59,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"model: {path} does not exist")
     buf = path.read_bytes()
     meta = read_metadata(buf)
+    if meta.get("task") == "audio":
+        return _run_audio(args, buf, meta)
     if args.records is not None and args.records.strip().lower() == "unseen":
         records: tuple[str, ...] | None = unseen_records(meta, args.data_dir)
     else:
@@ -97,4 +109,28 @@ def run(args: argparse.Namespace) -> int:
             f"  {name:<12} sensitivity {pc['recall']:.3f} positive predictivity "
             f"{pc['precision']:.3f} F1 {pc['f1']:.3f} n={pc['support']}"
         )
+    return 0
+
+
+def _run_audio(args: argparse.Namespace, buf: bytes, meta: dict[str, Any]) -> int:
+    """A spoken-digit model on `--data-dir` (any folder of `<digit>_<speaker>_<n>.wav`)."""
+    from host.export.evaluate_audio import evaluate_audio_folder
+
+    speakers = tuple(s.strip() for s in args.speakers.split(",") if s.strip()) \
+        if args.speakers else None
+    metrics = evaluate_audio_folder(buf, meta, args.data_dir, speakers=speakers,
+                                    on_bad=args.on_bad_file)
+    if args.json:
+        print(json.dumps(metrics, indent=2, default=str))
+        return 0
+    g = metrics["granularity"]
+    print(f"{Path(args.model).name} ({metrics.get('quantization') or 'unknown'}, {len(buf)} "
+          f"bytes): {g['representation']} at {g['sample_rate']} Hz, {g['window_s']:g} s windows")
+    print(f"data: {metrics['folder']} ({metrics['n']} recordings)")
+    for item in metrics["skipped"]:
+        print(f"  skipped {item['file']}: {item['reason']}")
+    print(f"accuracy {metrics['accuracy']:.4f}  balanced {metrics['balanced_accuracy']:.4f}  "
+          f"F1 macro {metrics['f1_macro']:.4f}")
+    for name, s in metrics["per_speaker"].items():
+        print(f"  {name:<12} accuracy {s['accuracy']:.3f} n={s['n']}")
     return 0

@@ -18,7 +18,7 @@ import numpy as np
 from host.errors import ConfigError, HilnasError
 from host.export.flatbuf import METADATA_NAME, io_types, model_ops, read_metadata
 
-MODES = ("float32", "dynamic", "int8")
+MODES = ("float32", "dynamic", "int8", "int8-float-input")
 DEFAULT_REPRESENTATIVE_SAMPLES = 200
 
 __all__ = [
@@ -53,9 +53,14 @@ def convert(
     `model_or_saved_path`: a tf-keras model, or the path of one saved as `.h5`/`.keras`
     or as a SavedModel folder. `mode`: "float32"; "dynamic" (int8 weights, float
     activations); "int8" (full integer: int8 weights and activations, int8 input and
-    output, TFLITE_BUILTINS_INT8 only), which needs `representative`, an array of model
-    inputs (n, *input_shape) whose first `max_representative` rows calibrate the ranges,
-    or a list of such arrays, one per model input in the model's order.
+    output, TFLITE_BUILTINS_INT8 only); "int8-float-input" (float32 input, int8 output,
+    TFLITE_BUILTINS_INT8 with TFLITE_BUILTINS as fallback: the operators of an audio front
+    end, named under `host.data.audio_features.FLOAT_SCOPE`, and what feeds only them stay
+    float32, RFFT2D having no int8 kernel; the network after them is int8, joined by one
+    QUANTIZE; a model without a front end comes out full int8 with a float input). Both
+    int8 modes need `representative`, an array of model inputs (n, *input_shape) whose
+    first `max_representative` rows calibrate the ranges, or a list of such arrays, one per
+    model input in the model's order.
     `batch_size`: the model is rebuilt with this static batch size (1 by default: static
     shapes are what fuse an LSTM into UNIDIRECTIONAL_SEQUENCE_LSTM); None keeps it.
     `metadata`: a JSON-able dict stored in the model as the metadata entry "hilnas"
@@ -63,7 +68,9 @@ def convert(
 
     The converter runs in a child process because it can crash the interpreter (a
     segfault is a signal, not an exception). A crash, a failure or a timeout raises
-    ConversionError. Models with custom layers must be passed as a SavedModel path.
+    ConversionError. Models with custom layers must be passed as a SavedModel path: the
+    converter process loads a `.keras` before it imports the module that registers them
+    (hilnas's own `AudioFrontend` included).
     """
     return convert_many(
         model_or_saved_path,
@@ -93,7 +100,7 @@ def convert_many(
     for mode in modes:
         if mode not in MODES:
             raise ConfigError(f"mode: unknown {mode!r}; choose one of {list(MODES)}")
-    if "int8" in modes and representative is None:
+    if {"int8", "int8-float-input"} & set(modes) and representative is None:
         raise ConfigError("representative: full int8 conversion needs representative inputs")
     meta_json = json.dumps(dict(metadata), default=_json_default) if metadata else None
     with tempfile.TemporaryDirectory(prefix="hilnas-convert-") as tmp:
@@ -275,12 +282,16 @@ def _decode(name: Any) -> str:
 
 
 def _child_convert(tf: Any, converter: Any, mode: str, req: dict[str, Any]) -> bytes:
-    converter.optimizations = [tf.lite.Optimize.DEFAULT] if mode in ("dynamic", "int8") else []
+    quantized = mode in ("int8", "int8-float-input")
+    converter.optimizations = [tf.lite.Optimize.DEFAULT] if mode != "float32" else []
     converter.representative_dataset = None
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     converter.inference_input_type = tf.float32
     converter.inference_output_type = tf.float32
-    if mode == "int8":
+    converter._experimental_calibrate_only = False
+    if quantized:
+        if not req.get("representative"):
+            raise ConfigError(f"representative: {mode} conversion needs representative inputs")
         with np.load(req["representative"]) as npz:
             reps = [npz[f"arr_{k}"].astype(np.float32) for k in range(len(npz.files))]
 
@@ -289,10 +300,111 @@ def _child_convert(tf: Any, converter: Any, mode: str, req: dict[str, Any]) -> b
                 yield [r[i : i + 1] for r in reps]
 
         converter.representative_dataset = gen
+    if mode == "int8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    buf = bytes(converter.convert())
+
+    def float_input_int8() -> bytes:
+        """Mode "int8-float-input": float32 input, float front end, int8 network and output.
+
+        The converter's own int8 pass quantizes every operator that has an int8 kernel: with a
+        tf.signal front end that put the audio, the window, the power spectrum, the mel matmul
+        and the log in int8, with only RFFT2D, REAL and IMAG left in float (measured; docs/
+        decisions.md, issue 14). So the model is calibrated first; then the operators named
+        under the front end's scope (`host.data.audio_features.FLOAT_SCOPE`), and everything
+        upstream of them that feeds nothing else, lose their calibration ranges and are
+        denylisted, and the calibrated model is quantized with the converter's MLIR quantizer
+        (what `tf.lite.experimental.QuantizationDebugger` uses for selective quantization).
+        Denylisting alone is not enough: the quantizer matches only plain names (a fused name,
+        "a;b", is never matched) and still inserted int8 round trips on front-end tensors with
+        several users. A model without such a scope comes out as full int8 with a float input.
+        """
+        import flatbuffers
+        from tensorflow.lite.python import convert as tf_convert
+        from tensorflow.lite.python import schema_py_generated as schema
+
+        from host.data.audio_features import FLOAT_SCOPE
+
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+            tf.lite.OpsSet.TFLITE_BUILTINS,
+        ]
+        converter.inference_input_type = tf.float32
+        converter.inference_output_type = tf.int8
+        converter._experimental_calibrate_only = True
+        try:
+            calibrated = bytes(converter.convert())
+        finally:
+            converter._experimental_calibrate_only = False
+        model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(calibrated, 0))
+        denylist: list[str] = []
+        for sg in model.subgraphs:
+            names = [_decode(t.name) for t in sg.tensors]
+            ops = list(sg.operators or [])
+            consumers: dict[int, list[int]] = {}
+            for k, op in enumerate(ops):
+                for i in op.inputs if op.inputs is not None else []:
+                    if i >= 0:
+                        consumers.setdefault(int(i), []).append(k)
+            graph_outputs = {int(i) for i in (sg.outputs if sg.outputs is not None else [])}
+
+            def scoped(k: int, names: list[str] = names, ops: list[Any] = ops) -> bool:
+                outs = [int(o) for o in ops[k].outputs]
+                return bool(outs) and all(
+                    any(f"/{FLOAT_SCOPE}/" in f"/{part}/" for part in names[o].split(";"))
+                    for o in outs
+                )
+
+            float_ops = {k for k in range(len(ops)) if scoped(k)}
+            if not float_ops:
+                continue
+            # Upstream of the front end: an operator whose outputs feed only float operators
+            # (a reshape of the input window) stays float too.
+            changed = True
+            while changed:
+                changed = False
+                for k in range(len(ops)):
+                    if k in float_ops:
+                        continue
+                    outs = [int(o) for o in ops[k].outputs]
+                    users = [c for o in outs for c in consumers.get(o, [])]
+                    if users and all(c in float_ops for c in users) and not (
+                        set(outs) & graph_outputs
+                    ):
+                        float_ops.add(k)
+                        changed = True
+            internal = set()
+            for k in float_ops:
+                for o in ops[k].outputs:
+                    o = int(o)
+                    if o not in graph_outputs and all(
+                        c in float_ops for c in consumers.get(o, [])
+                    ):
+                        internal.add(o)
+                    denylist.extend(p for p in {names[o], *names[o].split(";")} if p)
+            for i in sg.inputs if sg.inputs is not None else []:
+                users = consumers.get(int(i), [])
+                if users and all(c in float_ops for c in users):
+                    internal.add(int(i))
+            for o in internal:  # no calibration range: the quantizer leaves it float
+                sg.tensors[o].quantization = None
+        builder = flatbuffers.Builder(len(calibrated) + 1024)
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        return bytes(
+            tf_convert.mlir_quantize(
+                bytes(builder.Output()),
+                disable_per_channel=converter._experimental_disable_per_channel,
+                input_data_type=tf.float32,
+                output_data_type=tf.int8,
+                denylisted_nodes=sorted(set(denylist)) or None,
+            )
+        )
+
+    if mode == "int8-float-input":
+        buf = float_input_int8()
+    else:
+        buf = bytes(converter.convert())
     if req.get("metadata"):
         meta = {**json.loads(req["metadata"]), "quantization": mode}
         buf = _child_add_metadata(buf, json.dumps(meta), METADATA_NAME)
@@ -322,6 +434,10 @@ def run_request(request_path: str) -> int:
     if path.is_dir() and not (path / "keras_metadata.pb").exists():
         converter = tf.lite.TFLiteConverter.from_saved_model(str(path))
     else:
+        # tf_keras finds a custom layer nested in a saved model only once its class is
+        # registered, which importing its module does: the audio front end's.
+        import host.data.audio_features  # noqa: F401
+
         model = keras.models.load_model(str(path), compile=False)
         if req["batch_size"]:
             model = _with_batch(model, int(req["batch_size"]), keras)

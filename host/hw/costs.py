@@ -29,6 +29,26 @@ class Conv1DSpec:
 
 
 @dataclass(frozen=True)
+class Conv2DSpec:
+    """A 2-D convolution over a (height, width) map, e.g. a spectrogram's frames x bins.
+
+    `height` x `width` output positions of `filters` channels ('same' padding, stride 1).
+    """
+
+    height: int
+    width: int
+    in_channels: int
+    filters: int
+    kernel_h: int
+    kernel_w: int
+    bias: bool = True
+
+    @property
+    def weights(self) -> int:
+        return self.kernel_h * self.kernel_w * self.in_channels * self.filters
+
+
+@dataclass(frozen=True)
 class BatchNormSpec:
     """Batch normalization after a convolution; folded into it by the TFLite converter."""
 
@@ -61,7 +81,7 @@ class DenseSpec:
     units: int
 
 
-LayerSpec = Conv1DSpec | BatchNormSpec | AddSpec | LSTMSpec | DenseSpec
+LayerSpec = Conv1DSpec | Conv2DSpec | BatchNormSpec | AddSpec | LSTMSpec | DenseSpec
 
 
 class HasLayerSpecs(Protocol):
@@ -105,11 +125,13 @@ def layer_costs(layers: Sequence[LayerSpec]) -> Costs:
     params = weights = biases = macs = elementwise = 0
     biased = True  # whether the last convolution has a bias
     for layer in layers:
-        if isinstance(layer, Conv1DSpec):
+        if isinstance(layer, (Conv1DSpec, Conv2DSpec)):
             w = layer.weights
             b = layer.filters if layer.bias else 0
             weights, biases, params = weights + w, biases + b, params + w + b
-            macs += layer.length * w
+            positions = layer.length if isinstance(layer, Conv1DSpec) \
+                else layer.height * layer.width
+            macs += positions * w
             biased = layer.bias
         elif isinstance(layer, BatchNormSpec):
             params += 4 * layer.channels  # gamma, beta, moving mean and variance

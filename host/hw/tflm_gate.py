@@ -63,6 +63,19 @@ class GateResult:
         }
 
 
+def unsupported_ops(runtime: str, ops: frozenset[str]) -> frozenset[str]:
+    """Operators of `ops` that a device's runtime ("tflite-micro 0.dev...") cannot run.
+
+    TFLite Micro has no RFFT2D, REAL or IMAG (checked on the wheel's interpreter,
+    docs/decisions.md "Audio front end"); LiteRT runs every builtin.
+    """
+    from host.data.audio_features import TFLM_UNSUPPORTED_OPS
+
+    if runtime.lower().replace("_", "-").startswith(("tflite-micro", "tflm")):
+        return frozenset(ops) & TFLM_UNSUPPORTED_OPS
+    return frozenset()
+
+
 def _board(board: str | BoardSpec) -> BoardSpec:
     return board if isinstance(board, BoardSpec) else load_board(board)
 

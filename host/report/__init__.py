@@ -11,6 +11,8 @@
   Table I: the topology that wins for power is not the one that wins for energy).
 - Compression (`[compress] mode = "front"`): storage against quality per stage for each
   front member, each figure with its source (host/report/compression.py).
+- A data-aware run: quality against each objective by sample rate and representation
+  (host/report/granularity.py); `--compare` puts a fixed-data run's front on the same plots.
 - Time per pipeline stage, and the measurements that devices missed.
 
 Estimated figures say so everywhere they appear.
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from host.report import compression, device_first
+from host.report import compression, device_first, granularity
 from host.store.files import write_atomic
 from host.store.sqlite import RunRow, RunStore
 
@@ -204,6 +206,9 @@ def build_report(
     devices = [d["name"] for d in run.config["source"].get("devices", [])]
     plots.extend(device_first.plots(store, run_id, run_dir, own))
     plots.extend(compression.plots(run_dir, front_doc, run_id))
+    hardware = [(a.label, next((s for ev in own if (s := _figure(ev, a.label)[1])), "source "
+                               "unknown")) for a in axes if a is not quality]
+    plots.extend(granularity.plots(run_dir, own, quality.label, hardware, run_id))
     sections = [
         _front_table(front_doc, axes, devices),
         _device_fronts(own, quality, devices),

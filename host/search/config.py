@@ -117,6 +117,11 @@ class StrategyConfig:
     # before training alone.
     surrogate: str = "none"
     surrogate_pool: int = 4
+    # Data Aware NAS's GA (strategy "danas"): the share of the population kept as
+    # tournament winners each generation, and how the first population is drawn: "trivial"
+    # (one-layer networks, DANAS's default) or "random" (any depth).
+    update_ratio: float = 0.5
+    initial: str = "random"
 
     def __post_init__(self) -> None:
         from host.search.prescreen import available_prescreeners
@@ -126,11 +131,12 @@ class StrategyConfig:
         _choice(self.encoding, ("binary", "integer"), "strategy.encoding")
         _choice(self.duplicates, ("keep", "remutate"), "strategy.duplicates")
         _choice(self.surrogate, available_prescreeners(), "strategy.surrogate")
+        _choice(self.initial, ("trivial", "random"), "strategy.initial")
         _positive(self.surrogate_pool, "strategy.surrogate_pool")
         _positive(self.population, "strategy.population")
         _positive(self.generations, "strategy.generations")
         _positive(self.tournament_size, "strategy.tournament_size")
-        for key in ("crossover_prob", "mutation_prob", "random_fraction"):
+        for key in ("crossover_prob", "mutation_prob", "random_fraction", "update_ratio"):
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ConfigError(f"strategy.{key} must be in [0, 1], not {value!r}")
@@ -370,6 +376,12 @@ def _check_compress(settings: CompressSettings, task: Any, space: Any,
         )
     from host.spaces.base import Space
 
+    if space.varies_task:
+        raise ConfigError(
+            f"{where}: space {space.name!r} gives each network its own data (granularity), "
+            "and compression fine-tunes on the run's one dataset; compressing a data-aware "
+            "front is not supported"
+        )
     if type(space).export_model is not Space.export_model:
         raise ConfigError(
             f"{where}: space {space.name!r} deploys another graph than it trains (its "
@@ -431,7 +443,7 @@ class SearchConfig:
         from host.spaces.base import get_space
 
         task = task or self.make_task()
-        return get_space(self.space.name, task.input_spec(), **dict(self.space.options))
+        return get_space(self.space.name, task=task, **dict(self.space.options))
 
     def to_doc(self) -> dict[str, Any]:
         """The configuration as a TOML-shaped document (what `parse_config` reads back)."""
@@ -544,7 +556,7 @@ def parse_config(doc: Mapping[str, Any]) -> SearchConfig:
     check_options(space_name, space_doc)
     space_cfg = SpaceConfig(space_name, space_doc)
     try:
-        space = get_space(space_name, task.input_spec(), **space_doc)
+        space = get_space(space_name, task=task, **space_doc)
     except ConfigError as exc:
         raise ConfigError(f"[space] {exc}") from None
 

@@ -25,6 +25,7 @@ import os
 import socket
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,13 +80,25 @@ def _configure_threads(n: int) -> None:
         pass  # already initialised in this process; the first setting stays
 
 
+#: datasets kept per process: one for most searches; a data-aware search meets one per
+#: granularity and comes back to the fitter ones, so a few recent ones are kept
+MAX_DATASETS = 4
+_DATASETS_LOCK = threading.Lock()
+
+
 def load_dataset(task: Any, progress: bool = False) -> Any:
-    """The task's dataset, loaded once per process (a search uses one dataset)."""
+    """The task's dataset, loaded once per process (the `MAX_DATASETS` most recent kept)."""
     key = (task.name, task.config)
-    if key not in _DATASETS:
-        _DATASETS.clear()  # one dataset per search; do not grow without bound
-        _DATASETS[key] = task.load(progress=progress)
-    return _DATASETS[key]
+    with _DATASETS_LOCK:
+        if key in _DATASETS:
+            _DATASETS[key] = _DATASETS.pop(key)  # most recently used last
+            return _DATASETS[key]
+    data = task.load(progress=progress)
+    with _DATASETS_LOCK:
+        _DATASETS[key] = data
+        while len(_DATASETS) > MAX_DATASETS:
+            _DATASETS.pop(next(iter(_DATASETS)))
+    return data
 
 
 def _worker_info() -> dict[str, Any]:
@@ -123,9 +136,12 @@ def run_training_job(job: TrainJob, dataset: Any = None) -> TrainOutcome:
     from host.tasks import task_class
     from host.train.trainer import train_candidate
 
-    task = task_class(job.task)(job.data)
-    space = get_space(job.space, task.input_spec(), **job.space_options)
+    run_task = task_class(job.task)(job.data)
+    space = get_space(job.space, task=run_task, **job.space_options)
     arch = space.from_key(job.arch_key)
+    task = space.task_for(arch, run_task)  # a data-aware space's own granularity
+    if dataset is not None and task.config != run_task.config:
+        dataset = None  # the driver's dataset is the run's; this network needs its own
     data = dataset if dataset is not None else load_dataset(task)
     worker = _worker_info()
     _mark_started(job)

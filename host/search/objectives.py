@@ -26,7 +26,9 @@ DEVICE_METRIC_PATHS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         for name in names
     },
 }
-assert set(DEVICE_METRIC_PATHS) == {m.name for m in DEVICE_METRICS}
+#: device figures derived from a measurement and the candidate's analytic costs
+DERIVED_DEVICE_METRICS = ("ram_bytes",)
+assert set(DEVICE_METRIC_PATHS) | set(DERIVED_DEVICE_METRICS) == {m.name for m in DEVICE_METRICS}
 
 
 def _dig(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
@@ -65,6 +67,13 @@ class Figures:
             self.add(
                 f"{name}@{device}", value, str(_dig(measurement, source_path) or "unavailable")
             )
+        # The RAM a deployment needs beyond the firmware: the runtime's arena and the input
+        # window the application buffers (Data Aware NAS counts it), each with its source.
+        arena, buffer = self.get(f"arena_bytes@{device}"), self.get("input_buffer_bytes")
+        if arena is not None and buffer is not None:
+            source = self.sources.get(f"arena_bytes@{device}", "unavailable")
+            self.add(f"ram_bytes@{device}", arena + buffer,
+                     f"arena {source} + input buffer analytic")
 
     def get(self, label: str) -> float | None:
         value = self.values.get(label)

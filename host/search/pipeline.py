@@ -208,7 +208,8 @@ class CandidatePipeline:
         # local measurement would be timed with it, so the two take turns.
         self.local_devices = {d.name for d in cfg.devices if d.address.startswith("local")}
         self._spare_core = threading.Lock()
-        self._representative: np.ndarray | list[np.ndarray] | None = None
+        #: int8 calibration inputs per task configuration (one, unless the run is data-aware)
+        self._representative: dict[str, np.ndarray | list[np.ndarray]] = {}
         # Measured before training: the devices with a constraint or an objective on a
         # device figure (latency, memory, energy), which weights do not change.
         self.probe_devices = sorted(
@@ -298,11 +299,28 @@ class CandidatePipeline:
         )
         figures.add_many(self.space.estimates(arch), self.space.estimate_source())
         self._timed(Stage.SCREEN, key, start, time.perf_counter() - t0)
+        cannot = self._runtimes_without(self.task_of(key).frontend_ops())
+        if cannot:
+            return self.score(key, figures, Stage.SCREEN, Status.FAILED,
+                              "before training: " + "; ".join(cannot))
         if total_violation(self.cfg, figures, cheap_only=True) > 0:
             broken = "; ".join(violated(self.cfg, figures, cheap_only=True))
             return self.score(key, figures, Stage.SCREEN, Status.INFEASIBLE,
                               f"before training: {broken}")
         return figures
+
+    def _runtimes_without(self, ops: frozenset[str]) -> list[str]:
+        """Why each needed device's runtime cannot run a model with operators `ops`."""
+        from host.hw.tflm_gate import unsupported_ops
+
+        out = []
+        for name in sorted(self.needed_devices & set(self.runtimes)):
+            missing = unsupported_ops(self.runtimes[name], ops)
+            if missing:
+                out.append(f"{name} ({self.runtimes[name]}) cannot run the input's front end: "
+                           f"no {', '.join(sorted(missing))}; give it the features "
+                           "([data] preprocessing = \"host\")")
+        return out
 
     # ------------------------------------------------------------------ 1b. probe
     def _probe_in_rank_order(
@@ -359,6 +377,9 @@ class CandidatePipeline:
         the comparison with its trained model's measurement.
         """
         untrained = Figures()
+        buffer = figures.get("input_buffer_bytes")
+        if buffer is not None:  # for the RAM figure (arena + input buffer) of the probe
+            untrained.add("input_buffer_bytes", buffer, figures.sources["input_buffer_bytes"])
         runs_on: dict[str, str] = {}
         skipped: list[Skipped] = []
         for name in self.probe_devices:
@@ -532,27 +553,53 @@ class CandidatePipeline:
                     )
         return exported
 
-    def representative(self) -> np.ndarray | list[np.ndarray]:
-        if self._representative is None:
-            self._representative = self.task.representative(self.data)
-        return self._representative
+    # ------------------------------------------------------------------ the task's data
+    def task_of(self, key: str) -> Any:
+        """The task `key` is trained and scored on (its own granularity in a data-aware run)."""
+        return self.space.task_for(self.space.from_key(key), self.task)
+
+    def data_of(self, key: str) -> Any:
+        """The dataset of `key`'s task: the run's, or the one of its own granularity."""
+        task = self.task_of(key)
+        if task.config == self.task.config and self.data is not None:
+            return self.data
+        from host.search.jobs import load_dataset
+
+        return load_dataset(task)
+
+    def representative(self, key: str | None = None) -> np.ndarray | list[np.ndarray]:
+        """The int8 calibration inputs of `key`'s task (of the run's task without a key)."""
+        task = self.task if key is None else self.task_of(key)
+        cache_key = repr(task.config)
+        with self._lock:
+            cached = self._representative.get(cache_key)
+        if cached is None:
+            data = self.data if key is None else self.data_of(key)
+            cached = task.representative(data)
+            with self._lock:
+                if len(self._representative) >= 8:  # a data-aware run meets many
+                    self._representative.pop(next(iter(self._representative)))
+                self._representative[cache_key] = cached
+        return cached
 
     def _convert(self, key: str, train_key: str, keras: Any, kind: str = "int8") -> dict[str, Any]:
         """Convert a network (a `.keras` path or a model) to int8 and store it as `kind`."""
         from host.export.tflite import convert
 
+        task = self.task_of(key)
         meta = {
-            **self.data.metadata(),
+            **self.data_of(key).metadata(),
             "arch": key,
             "architecture": self.space.from_key(key).to_json(),
             "space": self.space.describe(),
-            "task": self.task.name,
+            "task": task.name,
+            "data": task.identity(),
             "train_key": train_key,
             "trained": kind == "int8",
         }
         with self._spare_core:
             t0, start = time.perf_counter(), time.time()
-            model = convert(keras, "int8", representative=self.representative(),
+            model = convert(keras, task.export_mode(), representative=self.representative(key),
                             metadata=meta, batch_size=None)
             seconds = time.perf_counter() - t0
         sha = hashlib.sha256(model).hexdigest()
@@ -664,10 +711,14 @@ class CandidatePipeline:
         host.fleet.validation does the work (batches within the agent's limits); the
         host reference is skipped here: the search keeps only the device's figures.
         """
+        from host.export.flatbuf import read_metadata
         from host.fleet.validation import validate_on_device
 
-        result = validate_on_device(device, path.read_bytes(), self.data.inputs("val"),
-                                    self.data.y_val, self.task, reference=False)
+        blob = path.read_bytes()
+        key = str((read_metadata(blob) or {}).get("arch", ""))
+        task, data = (self.task_of(key), self.data_of(key)) if key else (self.task, self.data)
+        result = validate_on_device(device, blob, data.inputs("val"), data.y_val, task,
+                                    reference=False)
         return dict(result.numeric_metrics)
 
     def _device_gone(self, name: str, why: str) -> None:

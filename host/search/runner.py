@@ -484,8 +484,9 @@ class SearchRun:
             todo = {n: d for n, d in devices.items() if n not in done.get(entry["arch"], {})}
             if not path or not todo:
                 continue
+            task, data = self.pipeline.task_of(entry["arch"]), self.pipeline.data_of(entry["arch"])
             results = validate_front(todo, [{"arch": entry["arch"], "model_path": path}],
-                                     self.data.inputs("test"), self.data.y_test, self.task,
+                                     data.inputs("test"), data.y_test, task,
                                      progress=self._tick)
             for device, result in results.get(entry["arch"], {}).items():
                 self.store.add_front_validation(self.run_id, entry["arch"], device,

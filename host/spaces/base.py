@@ -13,7 +13,11 @@ about a family of networks, and nothing about how they are searched:
 - **analytic costs**: parameters, MACs, storage and the input buffer (`costs`), plus any
   figures the space's own hardware model estimates (`estimates`, e.g. HALF's power);
 - **models**: `build_model` for a task (the task gives the head) and `export_model`, the
-  inference graph that is converted to int8 (static batch of one; HALF folds batch norm).
+  inference graph that is converted to int8 (static batch of one; HALF folds batch norm);
+- **the task's data**, for a space whose genes include how the data is sampled (the
+  data-aware space): `bind` gives it the run's task once, and `task_for` returns the task
+  each architecture is trained and scored on (its own sample rate, window and
+  representation). Every other space keeps the default: one task for all.
 
 A new space is one module that subclasses `Space` and registers itself; the contract test
 suite (tests/host/test_space_contract.py) runs over every registered space.
@@ -131,6 +135,8 @@ class Space(ABC, Generic[A]):
     #: whether the exported network outputs logits (an accelerator that returns raw scores)
     #: rather than the task's own activation (a softmax for classification)
     output_logits: ClassVar[bool] = False
+    #: whether `task_for` gives architectures tasks of their own (the data-aware space)
+    varies_task: ClassVar[bool] = False
     #: above this many networks a space is not listed, only sampled and encoded
     MAX_LISTED: ClassVar[int] = 1_000_000
 
@@ -152,6 +158,18 @@ class Space(ABC, Generic[A]):
     def describe(self) -> dict[str, Any]:
         """The space's name and options, as a report shows them."""
         return {"name": self.name, **{k: getattr(self, k, v) for k, v in self.options().items()}}
+
+    # ------------------------------------------------------------------ the task's data
+    def bind(self, task: Task) -> None:
+        """Check the run's task against this space (ConfigError naming what does not fit).
+
+        Called once when a configuration is loaded; a space whose genes choose the data
+        (sample rate, window, representation) keeps the task here. Default: nothing to do.
+        """
+
+    def task_for(self, arch: A, task: Task) -> Task:
+        """The task `arch` is trained, exported and scored on (default: the run's task)."""
+        return task
 
     # ------------------------------------------------------------------ genes
     @abstractmethod
@@ -323,7 +341,18 @@ def check_options(name: str, options: Mapping[str, Any]) -> None:
             )
 
 
-def get_space(name: str, input: InputSpec | None = None, **options: Any) -> Space[Any]:
-    """The space registered as `name`, for `input` (default: a 256-sample, 2-class window)."""
+def get_space(
+    name: str, input: InputSpec | None = None, task: Task | None = None, **options: Any
+) -> Space[Any]:
+    """The space registered as `name`, for `input` (default: a 256-sample, 2-class window).
+
+    With `task`, the space is also bound to it (`Space.bind`), and `input` defaults to the
+    task's.
+    """
     check_options(name, options)
-    return space_class(name)(input or InputSpec(256, 1, 2), **options)
+    if input is None and task is not None:
+        input = task.input_spec()
+    space = space_class(name)(input or InputSpec(256, 1, 2), **options)
+    if task is not None:
+        space.bind(task)
+    return space

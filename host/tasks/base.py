@@ -12,7 +12,11 @@ not care about:
   such as heart rate in BPM;
 - its metrics with their direction (`metrics`), computed from a model's raw outputs on the
   host or from a device's own outputs (`score`);
-- the representative windows that calibrate int8 quantization (`representative`).
+- the representative windows that calibrate int8 quantization (`representative`);
+- optionally, its data granularity (`granularity`, `with_granularity`): the sample rate,
+  window and representation a data-aware space (host/spaces/data_aware.py) searches with
+  the network, and the feature front end that runs inside the model (`features`,
+  `export_mode`).
 
 A new task is one module that subclasses `Task` and registers itself.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,6 +36,32 @@ from host.data.splits import Splits
 from host.errors import ConfigError
 from host.metrics import MetricSpec
 from host.spaces.base import InputSpec
+
+#: The modes of `host.export.tflite.convert` a task's models are exported with: full int8,
+#: or int8 with a float input for a float feature front end (RFFT has no int8 kernel).
+EXPORT_MODES = ("int8", "int8-float-input")
+
+
+@dataclass(frozen=True)
+class Granularity:
+    """How finely a task's input is sampled and represented (Data Aware NAS's data genes).
+
+    `sample_rate` in Hz, `window_s` seconds per window, `representation` one of the task's
+    `representations()`; `frame_ms`, `hop_ms`, `n_mels` and `n_mfcc` parametrise a spectral
+    representation and are None where the representation has no such parameter.
+    """
+
+    sample_rate: int
+    window_s: float
+    representation: str = "raw"
+    frame_ms: float | None = None
+    hop_ms: float | None = None
+    n_mels: int | None = None
+    n_mfcc: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
 
 #: A task's dataset: windows and targets on three sides, and its metadata.
 TaskData = Splits
@@ -101,6 +132,46 @@ class Task(ABC):
         if data.aux_train is None:
             return x
         return [x, np.asarray(data.aux_train[:n], dtype=np.float32)]
+
+    # ------------------------------------------------------------------ data granularity
+    def granularity(self) -> Granularity | None:
+        """The task's sample rate, window and representation (None: it has none to search)."""
+        return None
+
+    def native_rate(self) -> float | None:
+        """The recordings' own sample rate (a data-aware search never goes above it)."""
+        return None
+
+    def representations(self) -> tuple[str, ...]:
+        """The input representations the task can give a network."""
+        return ("raw",)
+
+    def with_granularity(self, granularity: Granularity) -> Task:
+        """The same task at another granularity (ConfigError: this task has none)."""
+        raise ConfigError(
+            f"task {self.name!r} has no data granularity to search; a data-aware space needs "
+            "a task with a sample rate and window (ecg, audio)"
+        )
+
+    def features(self, keras: Any, window: Any) -> Any:
+        """The network's input features from the model's input window (a Keras tensor).
+
+        A task whose representation is computed inside the model (an audio spectrogram,
+        so that the device runs it and the measured latency includes it) applies its
+        front end here; the default is the window itself.
+        """
+        return window
+
+    def export_mode(self) -> str:
+        """The conversion mode of this task's models (one of EXPORT_MODES)."""
+        return "int8"
+
+    def frontend_ops(self) -> frozenset[str]:
+        """TFLite operators the task's front end adds to every exported model (none here).
+
+        A device whose runtime lacks one is refused the candidate before it is trained.
+        """
+        return frozenset()
 
     def identity(self) -> dict[str, Any]:
         """What makes two datasets the same (the store's key); paths are not part of it."""

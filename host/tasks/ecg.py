@@ -2,40 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
 
 import numpy as np
 
 from host.data.dataset import EcgDatasetConfig
-from host.metrics import MetricKind, MetricSpec
+from host.errors import ConfigError
+from host.metrics import MetricSpec
 from host.spaces.base import InputSpec
-from host.tasks.base import Task, TaskData, register_task
-from host.train.metrics import classification_metrics
+from host.tasks.base import Granularity, TaskData, register_task
+from host.tasks.classification import CLASS_METRICS, ClassificationTask, quality
 
-
-def _quality(name: str, description: str, maximise: bool = True) -> MetricSpec:
-    return MetricSpec(name, maximise, MetricKind.QUALITY, "", description)
-
+#: the sample rate of each database's records (Hz)
+NATIVE_RATES = {"mitdb": 360, "cudb": 250}
 
 CLASSIFICATION_METRICS: tuple[MetricSpec, ...] = (
-    _quality("accuracy", "share of windows classified right"),
-    _quality("balanced_accuracy", "mean recall over the classes present"),
-    _quality("f1_macro", "F1 averaged over classes"),
-    _quality("precision_macro", "precision averaged over classes"),
-    _quality("recall_macro", "recall averaged over classes"),
+    *CLASS_METRICS,
     # HALF's acceptance figures: every class but the first (normal) counts as a detection.
-    _quality("detection_rate", "anomalous windows detected (sensitivity)"),
-    _quality("false_alarm_rate", "normal windows called anomalous", maximise=False),
+    quality("detection_rate", "anomalous windows detected (sensitivity)"),
+    quality("false_alarm_rate", "normal windows called anomalous", maximise=False),
 )
 
 
 @register_task("ecg")
-class EcgClassification(Task):
+class EcgClassification(ClassificationTask):
     """Windows of one MIT-BIH lead, labelled by the classes of a preset (host.data)."""
 
     config_type = EcgDatasetConfig
     config: EcgDatasetConfig
-    output_activation = "softmax"
+
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.config.scheme().classes)
 
     def input_spec(self) -> InputSpec:
         return InputSpec(self.config.window, 1, len(self.config.scheme().classes),
@@ -62,6 +59,33 @@ class EcgClassification(Task):
     def metrics(self) -> tuple[MetricSpec, ...]:
         return CLASSIFICATION_METRICS
 
+    # ------------------------------------------------------------------ data granularity
+    def native_rate(self) -> float:
+        return float(NATIVE_RATES[self.config.database])
+
+    def granularity(self) -> Granularity:
+        rate = self.config.sample_rate or self.native_rate()
+        return Granularity(int(round(rate)), round(self.config.window / rate, 6))
+
+    def with_granularity(self, granularity: Granularity) -> EcgClassification:
+        """The task at another rate and window (the ECG is always given raw)."""
+        if granularity.representation != "raw":
+            raise ConfigError(
+                f"representation {granularity.representation!r}: the ecg task gives its "
+                "networks the raw lead only"
+            )
+        native = self.native_rate()
+        if granularity.sample_rate > native:
+            raise ConfigError(
+                f"sample_rate {granularity.sample_rate} Hz is above the {native:g} Hz of "
+                f"{self.config.database}; upsampling would invent granularity"
+            )
+        window = int(round(granularity.window_s * granularity.sample_rate))
+        rate = None if granularity.sample_rate == native else float(granularity.sample_rate)
+        return EcgClassification(
+            dataclasses.replace(self.config, sample_rate=rate, window=window)
+        )
+
     def default_quality(self) -> str:
         return "f1_macro"
 
@@ -69,24 +93,3 @@ class EcgClassification(Task):
         from host.data import load_ecg_dataset
 
         return load_ecg_dataset(self.config, progress=progress)
-
-    def head(self, keras: Any, features: Any, *, logits: bool = False, name: str = "out",
-             **layer_options: Any) -> Any:
-        classes = self.input_spec().outputs
-        activation = None if logits else "softmax"
-        return keras.layers.Dense(classes, activation=activation, name=name,
-                                  **layer_options)(features)
-
-    def loss(self, keras: Any, *, logits: bool = False) -> Any:
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=logits)
-
-    def fit_options(self, data: TaskData, class_weights: str | None) -> dict[str, Any]:
-        if class_weights != "balanced":
-            return {}
-        from host.train.trainer import balanced_class_weights
-
-        return {"class_weight": balanced_class_weights(data.y_train, self.input_spec().outputs)}
-
-    def score(self, y_true: np.ndarray, outputs: np.ndarray) -> dict[str, Any]:
-        predicted = np.asarray(outputs).reshape(len(y_true), -1).argmax(axis=-1)
-        return classification_metrics(y_true, predicted, self.config.scheme().classes)

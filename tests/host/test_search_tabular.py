@@ -56,7 +56,9 @@ def test_every_strategy_finds_a_front(tmp_path: Path, table: Path, strategy: str
     assert store.run(result.run_id).status == "done"  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("strategy", available_strategies())
+# "danas" breeds with a space's own operators, which the tabulated bionet space has not
+# (tests/host/test_data_aware.py runs it on the data-aware space)
+@pytest.mark.parametrize("strategy", [s for s in available_strategies() if s != "danas"])
 def test_every_strategy_optimises_a_measured_objective(
     tmp_path: Path, table: Path, strategy: str
 ) -> None:

@@ -1,0 +1,303 @@
+"""Data Aware NAS against a fixed-data search on FSDD, measured (issue 14).
+
+1. Runs configs/danas_fsdd.toml (granularity searched) and configs/danas_fsdd_fixed.toml
+   (8 kHz spectrogram, DANAS's "fixed data"), or reuses finished runs (`--aware-run`,
+   `--fixed-run`). Same GA, budget, objectives and device.
+2. For each front model: speaker-wise *test* accuracy (the held-out speaker; never used for
+   a choice), the deployed model bytes (the .tflite the local LiteRT device ran), the input
+   buffer (samples at the chosen rate, 16 bit, plus the feature map) and the measured arena.
+3. The size ratios: for the fixed front's most accurate model (by validation accuracy), the
+   smallest data-aware front model of equal or better validation accuracy; the ratio of
+   their deployed bytes and of their model + input buffer bytes. Test accuracies are shown
+   beside them.
+4. The Arduino Nano 33 BLE: every data-aware front model as the board would run it (the
+   features as input, since TFLite Micro has no RFFT; host/export/audio_mcu.py), its arena
+   planned by the real TFLite Micro interpreter, model + input buffer + arena + the
+   firmware's 64 KB reserve against the board's 256 KB of RAM and its flash slot; the
+   smallest that fits, with its int8 test accuracy (LiteRT on this host) and the front
+   end's estimated cost.
+5. The preprocessing's share of the latency: the full model (front end inside) against the
+   network alone, both timed with LiteRT on this host (1 thread, median of 200 runs).
+
+    HILNAS_DATA_DIR=../shared/data .venv/bin/python benchmarks/data_aware.py \
+        [--aware-run runs/danas-fsdd-...] [--fixed-run runs/danas-fsdd-fixed-...] \
+        [--config-aware C] [--config-fixed C] [--json out.json]
+
+Goals (issue 14): >= 10x smaller (deployed bytes, and model + buffer) at equal accuracy; the
+smallest model that fits the Nano >= 95% speaker-wise accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+NANO_RAM = 262144
+NANO_RESERVE = 65536
+
+
+def _run_search(config: Path, out: Path) -> Path:
+    from _util import run_search
+
+    return Path(run_search(config, out))
+
+
+def _run_context(run_dir: Path) -> tuple[Any, Any, Any, Any]:
+    """(store, the run's task, its space, tf_keras) of a finished run's folder."""
+    from host.search.config import parse_config
+    from host.store.sqlite import RunStore
+    from host.train.tfenv import import_keras
+
+    store = RunStore(run_dir.parent / "store.sqlite")
+    run = store.run(run_dir.name)
+    if run is None:
+        raise SystemExit(f"{run_dir.name} is not in {store.path}")
+    cfg = parse_config(run.config["source"])
+    task = cfg.make_task()
+    return store, task, cfg.make_space(task), import_keras()
+
+
+def _trained(store: Any, keras: Any, tflite: str) -> Any:
+    """The stored Keras model of a front member's .tflite (None when not kept)."""
+    from host.export.flatbuf import read_metadata
+
+    meta = read_metadata(Path(tflite).read_bytes())
+    row = store.model_for(meta["train_key"], "keras")
+    if row is None or not Path(row["path"]).exists():
+        return None
+    return keras.models.load_model(row["path"], compile=False)
+
+
+def _front(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The run's front.json and, per member, its figures (validation and test accuracy,
+    deployed bytes, input buffer, arena)."""
+    doc = json.loads((run_dir / "front.json").read_text())
+    rows = []
+    for entry in doc["front"]:
+        fig = entry["figures"]
+
+        def value(label: str, fig: dict[str, Any] = fig) -> float | None:
+            item = fig.get(label)
+            return None if item is None or item["value"] is None else float(item["value"])
+
+        path = (entry.get("files") or {}).get("tflite")
+        rows.append({
+            "arch": entry["arch"],
+            "val_accuracy": value("accuracy"),
+            "test_accuracy": entry.get("test_metrics", {}).get("accuracy"),
+            "model_bytes": value("model_bytes@local"),
+            "model_bytes_source": (fig.get("model_bytes@local") or {}).get("source"),
+            "input_buffer_bytes": value("input_buffer_bytes"),
+            "arena_bytes": value("arena_bytes@local"),
+            "latency_p50_us": value("latency_p50_us@local"),
+            "tflite": path,
+        })
+    return doc, rows
+
+
+def _ratios(aware: list[dict[str, Any]], fixed: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fixed front's best model (validation) against the smallest data-aware model that
+    is at least as accurate on validation."""
+    ok = [r for r in fixed if r["val_accuracy"] is not None and r["model_bytes"]]
+    if not ok:
+        return {"note": "the fixed-data front has no measured model"}
+    ref = max(ok, key=lambda r: (r["val_accuracy"], -r["model_bytes"]))
+    candidates = [r for r in aware if r["val_accuracy"] is not None and r["model_bytes"]
+                  and r["val_accuracy"] >= ref["val_accuracy"]]
+    out: dict[str, Any] = {"fixed": ref}
+    if not candidates:
+        best = max((r for r in aware if r["val_accuracy"] is not None),
+                   key=lambda r: r["val_accuracy"], default=None)
+        out["note"] = ("no data-aware front model reaches the fixed model's validation "
+                       f"accuracy {ref['val_accuracy']:.3f}; the most accurate reaches "
+                       f"{best['val_accuracy'] if best else float('nan'):.3f}")
+        return out
+    small = min(candidates, key=lambda r: r["model_bytes"])
+    both = min(candidates, key=lambda r: r["model_bytes"] + (r["input_buffer_bytes"] or 0))
+    out.update({
+        "aware_smallest_model": small,
+        "aware_smallest_model_plus_buffer": both,
+        "model_bytes_ratio": ref["model_bytes"] / small["model_bytes"],
+        "model_plus_buffer_ratio": (ref["model_bytes"] + ref["input_buffer_bytes"])
+        / (both["model_bytes"] + both["input_buffer_bytes"]),
+    })
+    return out
+
+
+def _latency_us(model: bytes, x: np.ndarray, runs: int = 200) -> float:
+    from host.export.evaluate import _interpreter, quantize
+
+    it = _interpreter(model)
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]
+    scale, zero = inp["quantization"]
+    it.set_tensor(inp["index"], quantize(x[:1], inp["dtype"], scale, zero))
+    for _ in range(10):
+        it.invoke()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        it.invoke()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e6)
+
+
+def _nano(run_dir: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every front model as the Nano runs it (features in), smallest fitting one first."""
+    from host.export.audio_mcu import features_input_model, mcu_int8
+    from host.export.evaluate import tflite_outputs
+    from host.hw.tflm_gate import check_tflite
+    from host.search.jobs import load_dataset
+
+    store, task, space, keras = _run_context(run_dir)
+    results = []
+    for r in rows:
+        if not r["tflite"]:
+            continue
+        trained = _trained(store, keras, r["tflite"])
+        if trained is None:
+            results.append({"arch": r["arch"], "note": "no stored Keras model"})
+            continue
+        arch = space.from_key(r["arch"])
+        model, host_task = features_input_model(space, arch, task, trained)
+        data = load_dataset(host_task)
+        blob = mcu_int8(model, host_task, data, {"arch": r["arch"], "task": "audio"})
+        gate = check_tflite(blob, "nano33ble")
+        outputs = tflite_outputs(blob, data.x_test)
+        accuracy = float((outputs.argmax(axis=1) == data.y_test).mean())
+        costs = space.costs(arch)
+        est = space.estimates(arch)
+        ram = (gate.arena_bytes or 0) + costs.input_buffer_bytes + NANO_RESERVE
+        results.append({
+            "arch": r["arch"],
+            "mcu_model_bytes": len(blob),
+            "arena_bytes": gate.arena_bytes,
+            "arena_source": "TFLite Micro's planner on this host (64-bit; errs high)",
+            "input_buffer_bytes": costs.input_buffer_bytes,
+            "ram_total_bytes": ram,
+            "fits": bool(gate.ok and ram <= NANO_RAM),
+            "gate_reasons": list(gate.reasons),
+            "test_accuracy_int8": accuracy,
+            "frontend_macs": est.get("frontend_macs"),
+            "frontend_source": "estimated (analytic front-end model)",
+        })
+    fitting = sorted((x for x in results if x.get("fits")),
+                     key=lambda x: x["mcu_model_bytes"] + x["ram_total_bytes"])
+    return {"members": results, "smallest_fitting": fitting[0] if fitting else None}
+
+
+def _preprocessing_share(run_dir: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Latency of each front model with its front end, and of its network alone."""
+    from host.export.audio_mcu import features_input_model, mcu_int8
+    from host.search.jobs import load_dataset
+
+    store, task, space, keras = _run_context(run_dir)
+    out = []
+    for r in rows:
+        if not r["tflite"]:
+            continue
+        arch = space.from_key(r["arch"])
+        trained = _trained(store, keras, r["tflite"])
+        if trained is None or arch.representation == "raw":
+            continue
+        full = Path(r["tflite"]).read_bytes()
+        model, host_task = features_input_model(space, arch, task, trained)
+        data = load_dataset(host_task)
+        network = mcu_int8(model, host_task, data, {"arch": r["arch"]})
+        audio = load_dataset(space.task_for(arch, task)).x_test
+        t_full = _latency_us(full, audio)
+        t_net = _latency_us(network, data.x_test)
+        out.append({"arch": r["arch"], "full_us": t_full, "network_us": t_net,
+                    "preprocessing_share": max(0.0, (t_full - t_net) / t_full),
+                    "source": "measured (LiteRT on this host, 1 thread, median of 200)"})
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--aware-run", type=Path)
+    ap.add_argument("--fixed-run", type=Path)
+    ap.add_argument("--config-aware", type=Path, default=REPO / "configs/danas_fsdd.toml")
+    ap.add_argument("--config-fixed", type=Path, default=REPO / "configs/danas_fsdd_fixed.toml")
+    ap.add_argument("--out", type=Path, default=REPO / "runs")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+
+    aware_dir = args.aware_run or _run_search(args.config_aware, args.out)
+    fixed_dir = args.fixed_run or _run_search(args.config_fixed, args.out)
+    _, aware = _front(aware_dir)
+    _, fixed = _front(fixed_dir)
+    report: dict[str, Any] = {"aware_run": str(aware_dir), "fixed_run": str(fixed_dir),
+                              "aware_front": aware, "fixed_front": fixed}
+
+    print("\n== fronts (test = held-out speaker; choices on validation) ==")
+    for name, rows in (("data-aware", aware), ("fixed 8 kHz spectrogram", fixed)):
+        print(f"-- {name}: {len(rows)} models")
+        for r in sorted(rows, key=lambda r: r["model_bytes"] or 0):
+            print(f"  {r['arch']:<60} val {r['val_accuracy'] or 0:.3f} test "
+                  f"{r['test_accuracy'] or 0:.3f}  model {r['model_bytes'] or 0:>9.0f} B  "
+                  f"buffer {r['input_buffer_bytes'] or 0:>7.0f} B  arena "
+                  f"{r['arena_bytes'] or 0:>8.0f} B")
+
+    ratios = _ratios(aware, fixed)
+    report["ratios"] = ratios
+    print("\n== size at equal or better validation accuracy ==")
+    if "model_bytes_ratio" in ratios:
+        f, a, b = (ratios["fixed"], ratios["aware_smallest_model"],
+                   ratios["aware_smallest_model_plus_buffer"])
+        print(f"fixed   {f['arch']}: val {f['val_accuracy']:.3f} test {f['test_accuracy']:.3f} "
+              f"model {f['model_bytes']:.0f} B + buffer {f['input_buffer_bytes']:.0f} B")
+        print(f"aware   {a['arch']}: val {a['val_accuracy']:.3f} test {a['test_accuracy']:.3f} "
+              f"model {a['model_bytes']:.0f} B")
+        print(f"aware   {b['arch']}: model + buffer "
+              f"{b['model_bytes'] + b['input_buffer_bytes']:.0f} B")
+        print(f"deployed model bytes: {ratios['model_bytes_ratio']:.1f}x smaller; model + "
+              f"input buffer: {ratios['model_plus_buffer_ratio']:.1f}x smaller (goal >= 10x)")
+    else:
+        print(ratios.get("note"))
+
+    nano = _nano(aware_dir, aware)
+    report["nano33ble"] = nano
+    print("\n== Arduino Nano 33 BLE (features in; arena from TFLite Micro, front end "
+          "estimated) ==")
+    for m in nano["members"]:
+        if "note" in m:
+            print(f"  {m['arch']}: {m['note']}")
+            continue
+        print(f"  {m['arch']:<60} {m['mcu_model_bytes']:>8} B model, RAM "
+              f"{m['ram_total_bytes']:>7} B ({'fits' if m['fits'] else 'does not fit'}), "
+              f"test {m['test_accuracy_int8']:.3f}")
+    best = nano["smallest_fitting"]
+    if best:
+        print(f"smallest that fits: {best['arch']}: speaker-wise test accuracy "
+              f"{best['test_accuracy_int8']:.3f} (goal >= 0.95), front end "
+              f"{best['frontend_macs']:.0f} MACs ({best['frontend_source']})")
+    else:
+        print("no front model fits the Nano 33 BLE")
+
+    share = _preprocessing_share(aware_dir, aware)
+    report["preprocessing_latency"] = share
+    print("\n== preprocessing share of the latency (LiteRT on this host) ==")
+    for s in share:
+        print(f"  {s['arch']:<60} full {s['full_us']:>8.1f} us, network {s['network_us']:>8.1f}"
+              f" us: front end {100 * s['preprocessing_share']:.0f}%")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
