@@ -21,7 +21,11 @@
 
     HILNAS_DATA_DIR=../shared/data .venv/bin/python benchmarks/data_aware.py \
         [--aware-run runs/danas-fsdd-...] [--fixed-run runs/danas-fsdd-fixed-...] \
-        [--config-aware C] [--config-fixed C] [--json out.json]
+        [--config-aware C] [--config-fixed C] [--ecg | --only-ecg] [--json out.json]
+
+`--ecg` adds the same comparison on MIT-BIH (configs/danas_ecg.toml against
+configs/danas_ecg_fixed.toml, 360 Hz and a 0.711 s window; validation balanced accuracy),
+with `--ecg-aware-run` / `--ecg-fixed-run` to reuse finished runs.
 
 Goals (issue 14): >= 10x smaller (deployed bytes, and model + buffer) at equal accuracy; the
 smallest model that fits the Nano >= 95% speaker-wise accuracy.
@@ -81,8 +85,9 @@ def _trained(store: Any, keras: Any, tflite: str) -> Any:
     return keras.models.load_model(row["path"], compile=False)
 
 
-def _front(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The run's front.json and, per member, its figures (validation and test accuracy,
+def _front(run_dir: Path, quality: str = "accuracy") -> tuple[dict[str, Any],
+                                                              list[dict[str, Any]]]:
+    """The run's front.json and, per member, its figures (validation and test `quality`,
     deployed bytes, input buffer, arena)."""
     doc = json.loads((run_dir / "front.json").read_text())
     rows = []
@@ -96,13 +101,14 @@ def _front(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         path = (entry.get("files") or {}).get("tflite")
         rows.append({
             "arch": entry["arch"],
-            "val_accuracy": value("accuracy"),
-            "test_accuracy": entry.get("test_metrics", {}).get("accuracy"),
+            "val_quality": value(quality),
+            "test_quality": entry.get("test_metrics", {}).get(quality),
             "model_bytes": value("model_bytes@local"),
             "model_bytes_source": (fig.get("model_bytes@local") or {}).get("source"),
             "input_buffer_bytes": value("input_buffer_bytes"),
             "arena_bytes": value("arena_bytes@local"),
             "latency_p50_us": value("latency_p50_us@local"),
+            "ram_bytes": {label: value(label) for label in fig if label.startswith("ram_bytes@")},
             "tflite": path,
         })
     return doc, rows
@@ -111,19 +117,19 @@ def _front(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 def _ratios(aware: list[dict[str, Any]], fixed: list[dict[str, Any]]) -> dict[str, Any]:
     """The fixed front's best model (validation) against the smallest data-aware model that
     is at least as accurate on validation."""
-    ok = [r for r in fixed if r["val_accuracy"] is not None and r["model_bytes"]]
+    ok = [r for r in fixed if r["val_quality"] is not None and r["model_bytes"]]
     if not ok:
         return {"note": "the fixed-data front has no measured model"}
-    ref = max(ok, key=lambda r: (r["val_accuracy"], -r["model_bytes"]))
-    candidates = [r for r in aware if r["val_accuracy"] is not None and r["model_bytes"]
-                  and r["val_accuracy"] >= ref["val_accuracy"]]
+    ref = max(ok, key=lambda r: (r["val_quality"], -r["model_bytes"]))
+    candidates = [r for r in aware if r["val_quality"] is not None and r["model_bytes"]
+                  and r["val_quality"] >= ref["val_quality"]]
     out: dict[str, Any] = {"fixed": ref}
     if not candidates:
-        best = max((r for r in aware if r["val_accuracy"] is not None),
-                   key=lambda r: r["val_accuracy"], default=None)
+        best = max((r for r in aware if r["val_quality"] is not None),
+                   key=lambda r: r["val_quality"], default=None)
         out["note"] = ("no data-aware front model reaches the fixed model's validation "
-                       f"accuracy {ref['val_accuracy']:.3f}; the most accurate reaches "
-                       f"{best['val_accuracy'] if best else float('nan'):.3f}")
+                       f"accuracy {ref['val_quality']:.3f}; the most accurate reaches "
+                       f"{best['val_quality'] if best else float('nan'):.3f}")
         return out
     small = min(candidates, key=lambda r: r["model_bytes"])
     both = min(candidates, key=lambda r: r["model_bytes"] + (r["input_buffer_bytes"] or 0))
@@ -233,9 +239,52 @@ def main() -> int:
     ap.add_argument("--config-aware", type=Path, default=REPO / "configs/danas_fsdd.toml")
     ap.add_argument("--config-fixed", type=Path, default=REPO / "configs/danas_fsdd_fixed.toml")
     ap.add_argument("--out", type=Path, default=REPO / "runs")
+    ap.add_argument("--ecg", action="store_true",
+                    help="also the ECG searches (configs/danas_ecg*.toml, or the runs below)")
+    ap.add_argument("--only-ecg", action="store_true", help="the ECG part only")
+    ap.add_argument("--ecg-aware-run", type=Path)
+    ap.add_argument("--ecg-fixed-run", type=Path)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    report: dict[str, Any] = {}
+    if not args.only_ecg:
+        report["fsdd"] = _fsdd(args)
+    if args.ecg or args.only_ecg:
+        report["ecg"] = _ecg(args)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=str))
+    return 0
 
+
+def _ecg(args: argparse.Namespace) -> dict[str, Any]:
+    """MIT-BIH: the data-aware front against the 360 Hz one, by validation balanced
+    accuracy; RAM on the emulated Nano 33 BLE from the runs' own measurements."""
+    aware_dir = args.ecg_aware_run or _run_search(REPO / "configs/danas_ecg.toml", args.out)
+    fixed_dir = args.ecg_fixed_run or _run_search(REPO / "configs/danas_ecg_fixed.toml",
+                                                  args.out)
+    _, aware = _front(aware_dir, "balanced_accuracy")
+    _, fixed = _front(fixed_dir, "balanced_accuracy")
+    print("\n== ECG (MIT-BIH, normal vs ectopic beats, unseen test patients) ==")
+    for name, rows in (("data-aware", aware), ("fixed 360 Hz, 0.711 s", fixed)):
+        print(f"-- {name}: {len(rows)} models")
+        for r in sorted(rows, key=lambda r: r["model_bytes"] or 0):
+            print(f"  {r['arch']:<50} val {r['val_quality'] or 0:.3f} test "
+                  f"{r['test_quality'] or 0:.3f}  model {r['model_bytes'] or 0:>8.0f} B  "
+                  f"buffer {r['input_buffer_bytes'] or 0:>6.0f} B  RAM "
+                  + ", ".join(f"{k} {v:.0f} B" for k, v in r["ram_bytes"].items() if v))
+    ratios = _ratios(aware, fixed)
+    if "model_bytes_ratio" in ratios:
+        print(f"at equal or better validation balanced accuracy: deployed bytes "
+              f"{ratios['model_bytes_ratio']:.1f}x smaller, model + input buffer "
+              f"{ratios['model_plus_buffer_ratio']:.1f}x smaller")
+    else:
+        print(ratios.get("note"))
+    return {"aware_run": str(aware_dir), "fixed_run": str(fixed_dir), "aware_front": aware,
+            "fixed_front": fixed, "ratios": ratios}
+
+
+def _fsdd(args: argparse.Namespace) -> dict[str, Any]:
+    """Part 1-5 of the module docstring on FSDD."""
     aware_dir = args.aware_run or _run_search(args.config_aware, args.out)
     fixed_dir = args.fixed_run or _run_search(args.config_fixed, args.out)
     _, aware = _front(aware_dir)
@@ -247,8 +296,8 @@ def main() -> int:
     for name, rows in (("data-aware", aware), ("fixed 8 kHz spectrogram", fixed)):
         print(f"-- {name}: {len(rows)} models")
         for r in sorted(rows, key=lambda r: r["model_bytes"] or 0):
-            print(f"  {r['arch']:<60} val {r['val_accuracy'] or 0:.3f} test "
-                  f"{r['test_accuracy'] or 0:.3f}  model {r['model_bytes'] or 0:>9.0f} B  "
+            print(f"  {r['arch']:<60} val {r['val_quality'] or 0:.3f} test "
+                  f"{r['test_quality'] or 0:.3f}  model {r['model_bytes'] or 0:>9.0f} B  "
                   f"buffer {r['input_buffer_bytes'] or 0:>7.0f} B  arena "
                   f"{r['arena_bytes'] or 0:>8.0f} B")
 
@@ -258,9 +307,9 @@ def main() -> int:
     if "model_bytes_ratio" in ratios:
         f, a, b = (ratios["fixed"], ratios["aware_smallest_model"],
                    ratios["aware_smallest_model_plus_buffer"])
-        print(f"fixed   {f['arch']}: val {f['val_accuracy']:.3f} test {f['test_accuracy']:.3f} "
+        print(f"fixed   {f['arch']}: val {f['val_quality']:.3f} test {f['test_quality']:.3f} "
               f"model {f['model_bytes']:.0f} B + buffer {f['input_buffer_bytes']:.0f} B")
-        print(f"aware   {a['arch']}: val {a['val_accuracy']:.3f} test {a['test_accuracy']:.3f} "
+        print(f"aware   {a['arch']}: val {a['val_quality']:.3f} test {a['test_quality']:.3f} "
               f"model {a['model_bytes']:.0f} B")
         print(f"aware   {b['arch']}: model + buffer "
               f"{b['model_bytes'] + b['input_buffer_bytes']:.0f} B")
@@ -294,9 +343,7 @@ def main() -> int:
     for s in share:
         print(f"  {s['arch']:<60} full {s['full_us']:>8.1f} us, network {s['network_us']:>8.1f}"
               f" us: front end {100 * s['preprocessing_share']:.0f}%")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2, default=str))
-    return 0
+    return report
 
 
 if __name__ == "__main__":

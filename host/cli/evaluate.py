@@ -33,6 +33,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--on-bad-file", choices=["skip", "error"], default="skip",
                    help="audio models: skip an unreadable WAV (named) or stop (default skip)")
+    p.add_argument("--task", choices=["ecg", "audio", "ppg"],
+                   help="the model's task (default: its metadata's; a different one is an "
+                   "error). ppg: the AAE in BPM on TROIKA's test set")
     p.add_argument(
         "--detect", action="store_true",
         help="beat-aligned models: score the beats wfdb's XQRS detector finds, not the "
@@ -69,8 +72,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"model: {path} does not exist")
     buf = path.read_bytes()
     meta = read_metadata(buf)
-    if meta.get("task") == "audio":
+    task = meta.get("task") or "ecg"
+    if args.task is not None and args.task != task:
+        raise ConfigError(f"--task {args.task}: {path.name} is a {task!r} model (its metadata)")
+    if task == "audio":
         return _run_audio(args, buf, meta)
+    if task == "ppg":
+        return _run_ppg(args, buf, meta)
     if args.records is not None and args.records.strip().lower() == "unseen":
         records: tuple[str, ...] | None = unseen_records(meta, args.data_dir)
     else:
@@ -133,4 +141,23 @@ def _run_audio(args: argparse.Namespace, buf: bytes, meta: dict[str, Any]) -> in
           f"F1 macro {metrics['f1_macro']:.4f}")
     for name, s in metrics["per_speaker"].items():
         print(f"  {name:<12} accuracy {s['accuracy']:.3f} n={s['n']}")
+    return 0
+
+
+def _run_ppg(args: argparse.Namespace, buf: bytes, meta: dict[str, Any]) -> int:
+    """A pulse-rate model on TROIKA's test set (the final figure; never a search's choice)."""
+    from host.export.evaluate_ppg import evaluate_troika_test
+
+    metrics = evaluate_troika_test(buf, meta, args.data_dir)
+    if args.json:
+        print(json.dumps(metrics, indent=2, default=str))
+        return 0
+    print(f"{Path(args.model).name} ({metrics.get('quantization') or 'unknown'}, {len(buf)} "
+          f"bytes) on {metrics['data']}")
+    print(f"AAE {metrics['aae_bpm']:.2f} BPM  RMSE {metrics['rmse_bpm']:.2f} BPM  "
+          f"({metrics['n']} windows)")
+    for name, value in metrics.get("per_activity", {}).items():
+        print(f"  activity {name}: AAE {value:.2f} BPM")
+    for name, m in metrics["per_recording"].items():
+        print(f"  {name:<14} AAE {m['aae_bpm']:.2f} BPM  n={m['n']}")
     return 0

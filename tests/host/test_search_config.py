@@ -24,7 +24,7 @@ def test_the_shipped_configs_are_valid() -> None:
         ({"space": {"name": "bionet", "bounds": {}}},
          "unknown key space.bounds for space 'bionet'; allowed: name, max_blocks"),
         ({"space": {"name": "half", "board": "zynq9"}}, "[space] unknown FPGA board 'zynq9'"),
-        ({"data": {"task": "eeg"}}, "unknown task 'eeg'; known: audio, ecg"),
+        ({"data": {"task": "eeg"}}, "unknown task 'eeg'; known: audio, ecg, ppg"),
         ({"data": {"windw": 3}}, "unknown key data.windw for task 'ecg'"),
         ({"train": {"epoch": 3}}, "unknown key train.epoch; allowed in [train]"),
         ({"measure": {"inputs": []}}, "unknown key measure.inputs"),

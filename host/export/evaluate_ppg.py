@@ -1,0 +1,61 @@
+"""Heart-rate error of an exported PPG model on TROIKA's held-back test set, with LiteRT.
+
+The test recordings (`test_data`, references in `test_true_bpm`; 8 subjects no search has
+seen) are prepared as the model's metadata says (input, resolution, sample rate;
+host/tasks/ppg.py) and scored once: the average absolute error in BPM overall, per
+recording and per activity (T01 arm exercise, T02 forearm movement).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from host.errors import ConfigError
+
+
+def ppg_config(meta: dict[str, Any], **overrides: Any) -> Any:
+    """The PpgDatasetConfig a model was trained with, from its metadata."""
+    from host.tasks.ppg import PpgDatasetConfig
+
+    if meta.get("task") != "ppg" or not isinstance(meta.get("data"), dict):
+        raise ConfigError("model: its metadata does not describe a ppg task's data")
+    names = {f.name for f in dataclasses.fields(PpgDatasetConfig)}
+    values = {k: v for k, v in meta["data"].items() if k in names}
+    for key in ("val_subjects", "test_subjects"):
+        if key in values:
+            values[key] = tuple(values[key])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return PpgDatasetConfig(**values)
+
+
+def evaluate_troika_test(model: bytes, meta: dict[str, Any],
+                         data_dir: str | None = None) -> dict[str, Any]:
+    """AAE (BPM) of `model` on every recording of TROIKA's test set."""
+    from host.data.troika import load_all
+    from host.export.evaluate import tflite_outputs
+    from host.tasks.ppg import prepare, regression_metrics
+
+    cfg = ppg_config(meta, data_dir=data_dir)
+    recordings = load_all(parts=("test",), data_dir=data_dir)
+    per_recording = {}
+    ys, ps, acts = [], [], []
+    for rec in recordings:
+        x, y, act = prepare([rec], cfg)
+        out = tflite_outputs(model, x).reshape(len(y), -1)[:, 0]
+        per_recording[rec.name] = regression_metrics(y, out)
+        ys.append(y)
+        ps.append(out)
+        acts.append(act)
+    y, p, a = np.concatenate(ys), np.concatenate(ps), np.concatenate(acts)
+    overall = regression_metrics(y, p, a)
+    return {
+        **overall,
+        "per_recording": per_recording,
+        "data": "TROIKA test set (test_data, test_true_bpm): 10 recordings of 8 subjects "
+                "no search has seen",
+        "quantization": meta.get("quantization"),
+        "source": "LiteRT on this host (the model's own int8 graph)",
+    }

@@ -1,0 +1,240 @@
+"""Pulse rate from wrist PPG on TROIKA (Grassroots Operator Search's task): a regression in BPM.
+
+Each example is one of TROIKA's 8 s windows (2 s step) of the two PPG channels and the three
+accelerometer axes, band-passed to 40-240 BPM (host/data/troika.py), with the reference
+heart rate of that window as the target. The network's input is either
+
+- `input = "spectral"` (default, as GOS describes its features): per channel the magnitude
+  spectrum of the window between 40 and 240 BPM, `resolution_bpm` per bin, as a
+  (bins, 5) window; or
+- `input = "raw"`: the filtered signals resampled to `sample_rate` (8 s x 25 Hz = 200
+  samples by default), each channel z-scored per window, as a (samples, 5) window.
+
+The output is one value in BPM: a linear unit rescaled around 120 BPM (a multiply-add that
+int8 keeps), trained with the mean absolute error. Quality is the average absolute error
+(AAE) in BPM, overall and per activity.
+
+Evaluation is leave-subjects-out on the 12 training recordings (one subject each):
+`val_subjects` choose the model, `test_subjects` give the search's test figure, the rest
+train. TROIKA's own test set (`test_data`, references in `test_true_bpm`, 8 other subjects)
+is never loaded by a search: `hilnas evaluate MODEL` scores a model on it once, for the
+final figure (host/export/evaluate_ppg.py).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from host.data.splits import Splits
+from host.errors import ConfigError
+from host.metrics import MetricKind, MetricSpec
+from host.spaces.base import InputSpec
+from host.tasks.base import Task, TaskData, register_task
+
+INPUTS = ("spectral", "raw")
+#: the output's linear unit is rescaled to BPM around this centre and by this scale, so
+#: the trained unit works near 0 (a bias of 120 would take many steps to learn)
+BPM_CENTRE, BPM_SCALE = 120.0, 60.0
+TRAIN_SUBJECTS = tuple(f"train{i:02d}" for i in range(1, 13))
+
+
+def _bpm(name: str, description: str) -> MetricSpec:
+    return MetricSpec(name, False, MetricKind.QUALITY, "BPM", description)
+
+
+PPG_METRICS: tuple[MetricSpec, ...] = (
+    _bpm("aae_bpm", "average absolute error of the heart rate"),
+    _bpm("rmse_bpm", "root mean squared error of the heart rate"),
+)
+
+
+@dataclass(frozen=True)
+class PpgDatasetConfig:
+    """The `[data]` table of the ppg task (errors name the bad key; module docstring)."""
+
+    input: str = "spectral"
+    resolution_bpm: float = 1.0
+    sample_rate: int = 25
+    val_subjects: tuple[str, ...] = ("train11", "train12")
+    test_subjects: tuple[str, ...] = ("train09", "train10")
+    seed: int = 0
+    data_dir: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        from host.data.troika import FS
+
+        if self.input not in INPUTS:
+            raise ConfigError(f"input: unknown {self.input!r}; choose one of {list(INPUTS)}")
+        for name in ("val_subjects", "test_subjects"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise ConfigError(f"{name}: give a list of subjects, not one string")
+            object.__setattr__(self, name, tuple(str(v) for v in value))
+            unknown = [s for s in getattr(self, name) if s not in TRAIN_SUBJECTS]
+            if unknown:
+                raise ConfigError(
+                    f"{name}: {unknown} are not training subjects ({TRAIN_SUBJECTS[0]}.."
+                    f"{TRAIN_SUBJECTS[-1]}); TROIKA's test subjects are kept for the final "
+                    "figure (hilnas evaluate)"
+                )
+        res = self.resolution_bpm
+        if not isinstance(res, (int, float)) or not 0.1 <= res <= 10:
+            raise ConfigError(f"resolution_bpm: must be in [0.1, 10], not {self.resolution_bpm!r}")
+        if not isinstance(self.sample_rate, int) or not 10 <= self.sample_rate <= FS:
+            raise ConfigError(
+                f"sample_rate: must be an integer in [10, {FS}] Hz (the recordings' rate is "
+                f"{FS} Hz; upsampling would invent granularity), not {self.sample_rate!r}"
+            )
+
+    @property
+    def n_fft(self) -> int:
+        """FFT points that put a bin every `resolution_bpm` at 125 Hz."""
+        from host.data.troika import FS
+
+        return int(round(60.0 * FS / self.resolution_bpm))
+
+    def shape(self) -> tuple[int, int]:
+        """(length, channels) of one window as the network takes it."""
+        from host.data.troika import CHANNELS, HIGH_BPM, LOW_BPM, WINDOW_S
+
+        if self.input == "spectral":
+            bins = int(np.floor((HIGH_BPM - LOW_BPM) / self.resolution_bpm + 1e-9)) + 1
+            return bins, len(CHANNELS)
+        return int(round(WINDOW_S * self.sample_rate)), len(CHANNELS)
+
+
+@dataclass
+class PpgDataset(Splits):
+    """Windows (n, length, 5) and reference BPM (n,) float32, with each window's origin."""
+
+    config: PpgDatasetConfig = field(kw_only=True)
+    activities: dict[str, np.ndarray] = field(default_factory=dict, kw_only=True)
+    subjects: dict[str, list[str]] = field(default_factory=dict, kw_only=True)
+
+    def metadata(self) -> dict[str, Any]:
+        c = self.config
+        return {"split": self.split_description, "input": c.input,
+                "resolution_bpm": c.resolution_bpm, "sample_rate": c.sample_rate,
+                "subjects": self.subjects, "target": "heart rate (BPM)"}
+
+
+def prepare(recordings: list[Any], config: PpgDatasetConfig) -> tuple[np.ndarray, np.ndarray,
+                                                                        np.ndarray]:
+    """(x, bpm, activity) of every window of `recordings`, as the network takes them."""
+    from host.data.troika import spectral_features, windows
+
+    xs, ys, acts = [], [], []
+    for rec in recordings:
+        w, bpm = windows(rec, filtered=True)
+        if config.input == "spectral":
+            x = spectral_features(w, n_fft=config.n_fft).transpose(0, 2, 1)
+            x = x[:, : config.shape()[0], :]
+        else:
+            x = _raw(w, config.sample_rate)
+        xs.append(x.astype(np.float32))
+        ys.append(bpm.astype(np.float32))
+        acts.append(np.full(len(bpm), rec.activity))
+    if not xs:
+        return (np.zeros((0, *config.shape()), np.float32), np.zeros(0, np.float32),
+                np.zeros(0, str))
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(acts)
+
+
+def _raw(w: np.ndarray, rate: int) -> np.ndarray:
+    """Filtered windows (n, 5, 1000) resampled to `rate`, z-scored per window and channel."""
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    from host.data.troika import FS
+
+    g = gcd(rate, FS)
+    x = resample_poly(w, rate // g, FS // g, axis=-1) if rate != FS else w
+    x = (x - x.mean(axis=-1, keepdims=True)) / np.maximum(x.std(axis=-1, keepdims=True), 1e-6)
+    return np.asarray(x.transpose(0, 2, 1), np.float32)
+
+
+@functools.lru_cache(maxsize=2)
+def _recordings(data_dir: str | None, part: str) -> tuple[Any, ...]:
+    from host.data.troika import load_all
+
+    return tuple(load_all(parts=(part,), data_dir=data_dir))
+
+
+@register_task("ppg")
+class PulseRate(Task):
+    """Heart rate in BPM from a window of wrist PPG and accelerometer."""
+
+    config_type = PpgDatasetConfig
+    config: PpgDatasetConfig
+    output_activation = None
+
+    def input_spec(self) -> InputSpec:
+        length, channels = self.config.shape()
+        return InputSpec(length, channels, 1)
+
+    def metrics(self) -> tuple[MetricSpec, ...]:
+        return PPG_METRICS
+
+    def default_quality(self) -> str:
+        return "aae_bpm"
+
+    def load(self, progress: bool = False) -> PpgDataset:
+        from host.data.troika import subject_split
+
+        c = self.config
+        recs = list(_recordings(c.data_dir, "train"))
+        train, val, test = subject_split(recs, val_subjects=c.val_subjects,
+                                         test_subjects=c.test_subjects)
+        sides = {side: prepare(list(r), c) for side, r in
+                 (("train", train), ("val", val), ("test", test))}
+        subjects = {side: sorted({r.subject for r in rs}) for side, rs in
+                    (("train", train), ("val", val), ("test", test))}
+        return PpgDataset(
+            sides["train"][0], sides["train"][1], sides["val"][0], sides["val"][1],
+            sides["test"][0], sides["test"][1],
+            f"leave-subjects-out on TROIKA's training recordings: validation "
+            f"{', '.join(c.val_subjects)}, test {', '.join(c.test_subjects)}",
+            selection=f"validation subjects {', '.join(c.val_subjects)}",
+            config=c, activities={side: v[2] for side, v in sides.items()},
+            subjects=subjects,
+        )
+
+    def representative(self, data: TaskData, n: int = 200) -> np.ndarray | list[np.ndarray]:
+        """`n` training windows spread over every recording and speed."""
+        idx = np.random.default_rng(0).permutation(len(data.y_train))[:n]
+        return np.asarray(data.x_train[np.sort(idx)], np.float32)
+
+    # ------------------------------------------------------------------ model side
+    def head(self, keras: Any, features: Any, *, logits: bool = False, name: str = "out",
+             **layer_options: Any) -> Any:
+        """One linear unit, rescaled to BPM (`logits` does not apply to a regression)."""
+        unit = keras.layers.Dense(1, name=f"{name}_unit", **layer_options)(features)
+        return keras.layers.Rescaling(BPM_SCALE, offset=BPM_CENTRE, name=name)(unit)
+
+    def loss(self, keras: Any, *, logits: bool = False) -> Any:
+        return keras.losses.MeanAbsoluteError()
+
+    def score(self, y_true: np.ndarray, outputs: np.ndarray) -> dict[str, Any]:
+        return regression_metrics(y_true, outputs)
+
+
+def regression_metrics(y_true: np.ndarray, outputs: np.ndarray,
+                       activities: np.ndarray | None = None) -> dict[str, Any]:
+    """AAE and RMSE in BPM; with `activities`, the AAE of each and the worst."""
+    y = np.asarray(y_true, np.float64).reshape(-1)
+    p = np.asarray(outputs, np.float64).reshape(len(y), -1)[:, 0]
+    err = np.abs(p - y)
+    out: dict[str, Any] = {
+        "n": int(len(y)),
+        "aae_bpm": float(err.mean()) if len(y) else float("nan"),
+        "rmse_bpm": float(np.sqrt((err**2).mean())) if len(y) else float("nan"),
+    }
+    if activities is not None and len(y):
+        out["per_activity"] = {str(a): float(err[activities == a].mean())
+                               for a in sorted(set(activities))}
+    return out
