@@ -59,30 +59,29 @@ def _run_search(config: Path, out: Path) -> Path:
     return Path(run_search(config, out))
 
 
-def _run_context(run_dir: Path) -> tuple[Any, Any, Any, Any]:
-    """(store, the run's task, its space, tf_keras) of a finished run's folder."""
+def _run_context(run_dir: Path) -> tuple[Any, Any, Any]:
+    """(store, the run's task, its space) of a finished run's folder."""
     from host.search.config import parse_config
     from host.store.sqlite import RunStore
-    from host.train.tfenv import import_keras
-
     store = RunStore(run_dir.parent / "store.sqlite")
     run = store.run(run_dir.name)
     if run is None:
         raise SystemExit(f"{run_dir.name} is not in {store.path}")
     cfg = parse_config(run.config["source"])
     task = cfg.make_task()
-    return store, task, cfg.make_space(task), import_keras()
+    return store, task, cfg.make_space(task)
 
 
-def _trained(store: Any, keras: Any, tflite: str) -> Any:
+def _trained(store: Any, tflite: str) -> Any:
     """The stored Keras model of a front member's .tflite (None when not kept)."""
     from host.export.flatbuf import read_metadata
+    from host.train.tfenv import load_keras_model
 
     meta = read_metadata(Path(tflite).read_bytes())
     row = store.model_for(meta["train_key"], "keras")
     if row is None or not Path(row["path"]).exists():
         return None
-    return keras.models.load_model(row["path"], compile=False)
+    return load_keras_model(row["path"])
 
 
 def _front(run_dir: Path, quality: str = "accuracy") -> tuple[dict[str, Any],
@@ -168,12 +167,12 @@ def _nano(run_dir: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
     from host.hw.tflm_gate import check_tflite
     from host.search.jobs import load_dataset
 
-    store, task, space, keras = _run_context(run_dir)
+    store, task, space = _run_context(run_dir)
     results = []
     for r in rows:
         if not r["tflite"]:
             continue
-        trained = _trained(store, keras, r["tflite"])
+        trained = _trained(store, r["tflite"])
         if trained is None:
             results.append({"arch": r["arch"], "note": "no stored Keras model"})
             continue
@@ -202,7 +201,9 @@ def _nano(run_dir: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
         })
     fitting = sorted((x for x in results if x.get("fits")),
                      key=lambda x: x["mcu_model_bytes"] + x["ram_total_bytes"])
-    return {"members": results, "smallest_fitting": fitting[0] if fitting else None}
+    best = max(fitting, key=lambda x: x["test_accuracy_int8"], default=None)
+    return {"members": results, "smallest_fitting": fitting[0] if fitting else None,
+            "most_accurate_fitting": best}
 
 
 def _preprocessing_share(run_dir: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -210,13 +211,13 @@ def _preprocessing_share(run_dir: Path, rows: list[dict[str, Any]]) -> list[dict
     from host.export.audio_mcu import features_input_model, mcu_int8
     from host.search.jobs import load_dataset
 
-    store, task, space, keras = _run_context(run_dir)
+    store, task, space = _run_context(run_dir)
     out = []
     for r in rows:
         if not r["tflite"]:
             continue
         arch = space.from_key(r["arch"])
-        trained = _trained(store, keras, r["tflite"])
+        trained = _trained(store, r["tflite"])
         if trained is None or arch.representation == "raw":
             continue
         full = Path(r["tflite"]).read_bytes()
@@ -334,6 +335,9 @@ def _fsdd(args: argparse.Namespace) -> dict[str, Any]:
         print(f"smallest that fits: {best['arch']}: speaker-wise test accuracy "
               f"{best['test_accuracy_int8']:.3f} (goal >= 0.95), front end "
               f"{best['frontend_macs']:.0f} MACs ({best['frontend_source']})")
+        top = nano["most_accurate_fitting"]
+        print(f"most accurate that fits: {top['arch']}: {top['test_accuracy_int8']:.3f}, "
+              f"{top['mcu_model_bytes']} B model, {top['ram_total_bytes']} B RAM")
     else:
         print("no front model fits the Nano 33 BLE")
 

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from host.compress import CompressConfig, compress_model
     from host.data import load_ecg_dataset
     from host.tasks.ecg import EcgClassification
-    from host.train.tfenv import import_keras
+    from host.train.tfenv import load_keras_model
 
     # Flags first: a bad value fails before TensorFlow and the data load.
     ccfg = CompressConfig(
@@ -117,8 +117,7 @@ def run(args: argparse.Namespace) -> int:
     say(f"dataset from {origin}")
     ds = load_ecg_dataset(dcfg, progress=not args.json)
     say(f"  {ds.split_description}")
-    keras = import_keras()
-    model = keras.models.load_model(str(model_path), compile=False)
+    model = load_keras_model(model_path)
     task = EcgClassification(ds.config)
     metadata = {**(meta or ds.metadata()), "compression": {
         "sparsity": ccfg.sparsity, "clusters": ccfg.clusters, "scope": ccfg.scope}}

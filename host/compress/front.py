@@ -189,14 +189,13 @@ class FrontCompressor:
     def _trainable(self, arch_key: str, train_key: str) -> Any:
         """The trained network, rebuilt as a trainable graph (the store keeps batch one)."""
         from host.spaces.base import BuildOptions
-        from host.train.tfenv import import_keras
+        from host.train.tfenv import load_keras_model
 
         row = self.store.model_for(train_key, "keras")
         if row is None or not Path(row["path"]).exists():
             raise ConfigError(f"compress: no trained model of {arch_key} in the store "
                               f"({row['path'] if row else 'none recorded'})")
-        keras = import_keras()
-        stored = keras.models.load_model(row["path"], compile=False)
+        stored = load_keras_model(row["path"])
         arch = self.space.from_key(arch_key)
         model = self.space.build_model(
             arch, self.task,

@@ -50,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
+from host.data.splits import check_holdout
 from host.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -318,22 +319,7 @@ def speaker_split(
     """
     speakers = np.asarray(speakers).astype(str)
     present = set(np.unique(speakers).tolist())
-    if isinstance(val_speakers, str) or isinstance(test_speakers, str):
-        raise ConfigError("val_speakers/test_speakers: give a sequence of names, not one string")
-    val, test = set(val_speakers), set(test_speakers)
-    unknown = sorted((val | test) - present)
-    if unknown:
-        raise ConfigError(
-            f"split: speaker(s) {', '.join(unknown)} not in the data; present: "
-            f"{', '.join(sorted(present))}"
-        )
-    both = sorted(val & test)
-    if both:
-        raise ConfigError(f"split: speaker(s) {', '.join(both)} in both validation and test")
-    if not present - val - test:
-        raise ConfigError(
-            f"split: no speaker left for training (val {sorted(val)}, test {sorted(test)})"
-        )
+    val, test = check_holdout(present, val_speakers, test_speakers, "speaker")
     in_val = np.isin(speakers, sorted(val))
     in_test = np.isin(speakers, sorted(test))
     train = np.flatnonzero(~in_val & ~in_test)

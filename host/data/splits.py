@@ -142,6 +142,30 @@ def random_split(
     return out[0], out[1], out[2]
 
 
+def check_holdout(present: set[str], val: Sequence[str], test: Sequence[str],
+                  what: str) -> tuple[set[str], set[str]]:
+    """Validate a hold-out of whole groups (patients, speakers, subjects): (val, test) sets.
+
+    A name not `present`, one on both sides, or no group left for training is a ConfigError
+    naming it (a typo would otherwise hold out nobody).
+    """
+    if isinstance(val, str) or isinstance(test, str):
+        raise ConfigError(f"{what}s: give a sequence of names, not one string")
+    v, t = set(val), set(test)
+    unknown = sorted((v | t) - present)
+    if unknown:
+        raise ConfigError(f"split: {what}(s) {', '.join(unknown)} not in the data; present: "
+                          f"{', '.join(sorted(present))}")
+    both = sorted(v & t)
+    if both:
+        raise ConfigError(f"split: {what}(s) {', '.join(both)} in both validation and test")
+    if not present - v - t:
+        raise ConfigError(
+            f"split: no {what} left for training (val {sorted(v)}, test {sorted(t)})"
+        )
+    return v, t
+
+
 @dataclass
 class Splits:
     """A task's prepared data: windows (n, length, channels) and targets on three sides.

@@ -65,6 +65,7 @@ from typing import Any
 
 import numpy as np
 
+from host.data.splits import check_holdout
 from host.errors import ConfigError, DataError
 
 FS = 125
@@ -451,22 +452,7 @@ def subject_split(
     `recs`, one named for both val and test, or no subject left for training is a
     ConfigError (a typo would otherwise hold out nobody).
     """
-    if isinstance(val_subjects, str) or isinstance(test_subjects, str):
-        raise ConfigError("val_subjects/test_subjects: give a sequence of subjects, not one string")
     present = {r.subject for r in recs}
-    val, test = set(val_subjects), set(test_subjects)
-    unknown = sorted((val | test) - present)
-    if unknown:
-        raise ConfigError(
-            f"subject_split: subject(s) {', '.join(unknown)} not in the records; present: "
-            f"{', '.join(sorted(present))}"
-        )
-    both = sorted(val & test)
-    if both:
-        raise ConfigError(f"subject_split: subject(s) {', '.join(both)} in both val and test")
-    if not present - val - test:
-        raise ConfigError(
-            f"subject_split: no subject left for training (val {sorted(val)}, test {sorted(test)})"
-        )
+    val, test = check_holdout(present, val_subjects, test_subjects, "subject")
     train = [r for r in recs if r.subject not in val and r.subject not in test]
     return train, [r for r in recs if r.subject in val], [r for r in recs if r.subject in test]

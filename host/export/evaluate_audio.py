@@ -8,29 +8,12 @@ front model are scored without the search that made it.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from host.errors import ConfigError
-
-
-def audio_config(meta: dict[str, Any], **overrides: Any) -> Any:
-    """The AudioDatasetConfig a model was trained with, from its metadata."""
-    from host.tasks.audio import AudioDatasetConfig
-
-    if meta.get("task") != "audio" or not isinstance(meta.get("data"), dict):
-        raise ConfigError("model: its metadata does not describe an audio task's data "
-                          "(export it with hilnas 0.6 or later)")
-    names = {f.name for f in dataclasses.fields(AudioDatasetConfig)}
-    values = {k: v for k, v in meta["data"].items() if k in names}
-    for key in ("val_speakers", "test_speakers"):
-        if key in values:
-            values[key] = tuple(values[key])
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return AudioDatasetConfig(**values)
 
 
 def evaluate_audio_folder(
@@ -46,10 +29,10 @@ def evaluate_audio_folder(
     from host.data.audio_features import featurize
     from host.data.fsdd import load_clips
     from host.export.evaluate import tflite_outputs
-    from host.tasks.audio import peak_normalize, recordings_dir
+    from host.tasks.audio import SpokenDigits, peak_normalize, recordings_dir
     from host.train.metrics import classification_metrics
 
-    cfg = audio_config(meta, on_bad_file=on_bad)
+    cfg = SpokenDigits.from_metadata(meta, on_bad_file=on_bad).config
     if folder is None:
         folder = recordings_dir(None)
         speakers = speakers or tuple((meta.get("speakers") or {}).get("test") or ())

@@ -8,27 +8,9 @@ recording and per activity (T01 arm exercise, T02 forearm movement).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
-
-from host.errors import ConfigError
-
-
-def ppg_config(meta: dict[str, Any], **overrides: Any) -> Any:
-    """The PpgDatasetConfig a model was trained with, from its metadata."""
-    from host.tasks.ppg import PpgDatasetConfig
-
-    if meta.get("task") != "ppg" or not isinstance(meta.get("data"), dict):
-        raise ConfigError("model: its metadata does not describe a ppg task's data")
-    names = {f.name for f in dataclasses.fields(PpgDatasetConfig)}
-    values = {k: v for k, v in meta["data"].items() if k in names}
-    for key in ("val_subjects", "test_subjects"):
-        if key in values:
-            values[key] = tuple(values[key])
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return PpgDatasetConfig(**values)
 
 
 def evaluate_troika_test(model: bytes, meta: dict[str, Any],
@@ -36,9 +18,9 @@ def evaluate_troika_test(model: bytes, meta: dict[str, Any],
     """AAE (BPM) of `model` on every recording of TROIKA's test set."""
     from host.data.troika import load_all
     from host.export.evaluate import tflite_outputs
-    from host.tasks.ppg import prepare, regression_metrics
+    from host.tasks.ppg import PulseRate, prepare, regression_metrics
 
-    cfg = ppg_config(meta, data_dir=data_dir)
+    cfg = PulseRate.from_metadata(meta, data_dir=data_dir).config
     recordings = load_all(parts=("test",), data_dir=data_dir)
     per_recording = {}
     ys, ps, acts = [], [], []

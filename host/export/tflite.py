@@ -434,11 +434,9 @@ def run_request(request_path: str) -> int:
     if path.is_dir() and not (path / "keras_metadata.pb").exists():
         converter = tf.lite.TFLiteConverter.from_saved_model(str(path))
     else:
-        # tf_keras finds a custom layer nested in a saved model only once its class is
-        # registered, which importing its module does: the audio front end's.
-        import host.data.audio_features  # noqa: F401
+        from host.train.tfenv import load_keras_model
 
-        model = keras.models.load_model(str(path), compile=False)
+        model = load_keras_model(path)  # registers hilnas's layers (the audio front end)
         if req["batch_size"]:
             model = _with_batch(model, int(req["batch_size"]), keras)
         converter = tf.lite.TFLiteConverter.from_keras_model(model)

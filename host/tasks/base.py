@@ -173,6 +173,23 @@ class Task(ABC):
         """
         return frozenset()
 
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any], **overrides: Any) -> Task:
+        """The task a model was trained on, from its metadata's `data` (`identity()`).
+
+        Fields that are not part of the identity (paths) come from `overrides`, as do any
+        others given; ConfigError when the model is not one of this task's.
+        """
+        data = meta.get("data")
+        if meta.get("task") != cls.name or not isinstance(data, Mapping):
+            raise ConfigError(f"model: its metadata does not describe a {cls.name!r} task's "
+                              "data (exported before hilnas recorded it?)")
+        names = {f.name for f in dataclasses.fields(cls.config_type)}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+                  if k in names}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(cls.config_type(**values))
+
     def identity(self) -> dict[str, Any]:
         """What makes two datasets the same (the store's key); paths are not part of it."""
         out = {"task": self.name}

@@ -98,3 +98,17 @@ def import_keras() -> Any:
     import tf_keras
 
     return tf_keras
+
+
+def load_keras_model(path: str | os.PathLike[str]) -> Any:
+    """A saved tf-keras model (`.keras`, `.h5`), hilnas's own layers registered first.
+
+    tf_keras finds a custom layer nested in a saved model only by its registration and never
+    imports the layer's module itself (docs/decisions.md, "Audio front end"), so every layer
+    hilnas defines is registered here before loading.
+    """
+    keras = import_keras()
+    from host.data.audio_features import frontend_class
+
+    frontend_class(keras)  # defines and registers "hilnas>AudioFrontend"
+    return keras.models.load_model(str(path), compile=False)
