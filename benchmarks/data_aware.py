@@ -130,6 +130,7 @@ def _ratios(aware: list[dict[str, Any]], fixed: list[dict[str, Any]]) -> dict[st
                        f"accuracy {ref['val_quality']:.3f}; the most accurate reaches "
                        f"{best['val_quality'] if best else float('nan'):.3f}")
         return out
+    out["pairs"] = _pairs(aware, ok)
     small = min(candidates, key=lambda r: r["model_bytes"])
     both = min(candidates, key=lambda r: r["model_bytes"] + (r["input_buffer_bytes"] or 0))
     out.update({
@@ -140,6 +141,40 @@ def _ratios(aware: list[dict[str, Any]], fixed: list[dict[str, Any]]) -> dict[st
         / (both["model_bytes"] + both["input_buffer_bytes"]),
     })
     return out
+
+
+def _pairs(aware: list[dict[str, Any]], fixed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For every fixed-data front model, the smallest data-aware one at least as accurate
+    (validation) and the ratios of their deployed bytes and model + input buffer."""
+    out = []
+    for f in sorted(fixed, key=lambda r: r["model_bytes"]):
+        better = [a for a in aware if a["val_quality"] is not None and a["model_bytes"]
+                  and a["val_quality"] >= f["val_quality"]]
+        if not better:
+            out.append({"fixed": f["arch"], "fixed_val": f["val_quality"], "aware": None})
+            continue
+        a = min(better, key=lambda r: r["model_bytes"])
+        b = min(better, key=lambda r: r["model_bytes"] + (r["input_buffer_bytes"] or 0))
+        out.append({
+            "fixed": f["arch"], "fixed_val": f["val_quality"], "fixed_bytes": f["model_bytes"],
+            "aware": a["arch"], "aware_val": a["val_quality"], "aware_bytes": a["model_bytes"],
+            "model_bytes_ratio": f["model_bytes"] / a["model_bytes"],
+            "model_plus_buffer_ratio": (f["model_bytes"] + (f["input_buffer_bytes"] or 0))
+            / (b["model_bytes"] + (b["input_buffer_bytes"] or 0)),
+        })
+    return out
+
+
+def _print_pairs(pairs: list[dict[str, Any]]) -> None:
+    for p in pairs:
+        if p["aware"] is None:
+            print(f"  fixed {p['fixed']} (val {p['fixed_val']:.3f}): no data-aware model as "
+                  "accurate")
+            continue
+        print(f"  fixed {p['fixed']} (val {p['fixed_val']:.3f}, {p['fixed_bytes']:.0f} B) vs "
+              f"{p['aware']} (val {p['aware_val']:.3f}, {p['aware_bytes']:.0f} B): "
+              f"{p['model_bytes_ratio']:.2f}x bytes, {p['model_plus_buffer_ratio']:.2f}x "
+              "model + buffer")
 
 
 def _latency_us(model: bytes, x: np.ndarray, runs: int = 200) -> float:
@@ -278,6 +313,7 @@ def _ecg(args: argparse.Namespace) -> dict[str, Any]:
         print(f"at equal or better validation balanced accuracy: deployed bytes "
               f"{ratios['model_bytes_ratio']:.1f}x smaller, model + input buffer "
               f"{ratios['model_plus_buffer_ratio']:.1f}x smaller")
+        _print_pairs(ratios["pairs"])
     else:
         print(ratios.get("note"))
     return {"aware_run": str(aware_dir), "fixed_run": str(fixed_dir), "aware_front": aware,
@@ -300,7 +336,8 @@ def _fsdd(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  {r['arch']:<60} val {r['val_quality'] or 0:.3f} test "
                   f"{r['test_quality'] or 0:.3f}  model {r['model_bytes'] or 0:>9.0f} B  "
                   f"buffer {r['input_buffer_bytes'] or 0:>7.0f} B  arena "
-                  f"{r['arena_bytes'] or 0:>8.0f} B")
+                  + ("unavailable (LiteRT)" if r["arena_bytes"] is None
+                     else f"{r['arena_bytes']:.0f} B"))
 
     ratios = _ratios(aware, fixed)
     report["ratios"] = ratios
@@ -316,6 +353,8 @@ def _fsdd(args: argparse.Namespace) -> dict[str, Any]:
               f"{b['model_bytes'] + b['input_buffer_bytes']:.0f} B")
         print(f"deployed model bytes: {ratios['model_bytes_ratio']:.1f}x smaller; model + "
               f"input buffer: {ratios['model_plus_buffer_ratio']:.1f}x smaller (goal >= 10x)")
+        print("every fixed-data front model against the smallest data-aware one as accurate:")
+        _print_pairs(ratios["pairs"])
     else:
         print(ratios.get("note"))
 
