@@ -177,6 +177,16 @@ def _print_pairs(pairs: list[dict[str, Any]]) -> None:
               "model + buffer")
 
 
+def _print_fronts(groups: Any, memory: Any) -> None:
+    """Each front's models, smallest first: validation and test quality, bytes, memory."""
+    for name, rows in groups:
+        print(f"-- {name}: {len(rows)} models")
+        for r in sorted(rows, key=lambda r: r["model_bytes"] or 0):
+            print(f"  {r['arch']:<60} val {r['val_quality'] or 0:.3f} test "
+                  f"{r['test_quality'] or 0:.3f}  model {r['model_bytes'] or 0:>9.0f} B  "
+                  f"buffer {r['input_buffer_bytes'] or 0:>7.0f} B  {memory(r)}")
+
+
 def _latency_us(model: bytes, x: np.ndarray, runs: int = 200) -> float:
     from host.export.evaluate import _interpreter, quantize
 
@@ -301,13 +311,9 @@ def _ecg(args: argparse.Namespace) -> dict[str, Any]:
     _, aware = _front(aware_dir, "balanced_accuracy")
     _, fixed = _front(fixed_dir, "balanced_accuracy")
     print("\n== ECG (MIT-BIH, normal vs ectopic beats, unseen test patients) ==")
-    for name, rows in (("data-aware", aware), ("fixed 360 Hz, 0.711 s", fixed)):
-        print(f"-- {name}: {len(rows)} models")
-        for r in sorted(rows, key=lambda r: r["model_bytes"] or 0):
-            print(f"  {r['arch']:<50} val {r['val_quality'] or 0:.3f} test "
-                  f"{r['test_quality'] or 0:.3f}  model {r['model_bytes'] or 0:>8.0f} B  "
-                  f"buffer {r['input_buffer_bytes'] or 0:>6.0f} B  RAM "
-                  + ", ".join(f"{k} {v:.0f} B" for k, v in r["ram_bytes"].items() if v))
+    _print_fronts((("data-aware", aware), ("fixed 360 Hz, 0.711 s", fixed)),
+                  lambda r: "RAM " + ", ".join(f"{k} {v:.0f} B"
+                                               for k, v in r["ram_bytes"].items() if v))
     ratios = _ratios(aware, fixed)
     if "model_bytes_ratio" in ratios:
         print(f"at equal or better validation balanced accuracy: deployed bytes "
@@ -330,14 +336,9 @@ def _fsdd(args: argparse.Namespace) -> dict[str, Any]:
                               "aware_front": aware, "fixed_front": fixed}
 
     print("\n== fronts (test = held-out speaker; choices on validation) ==")
-    for name, rows in (("data-aware", aware), ("fixed 8 kHz spectrogram", fixed)):
-        print(f"-- {name}: {len(rows)} models")
-        for r in sorted(rows, key=lambda r: r["model_bytes"] or 0):
-            print(f"  {r['arch']:<60} val {r['val_quality'] or 0:.3f} test "
-                  f"{r['test_quality'] or 0:.3f}  model {r['model_bytes'] or 0:>9.0f} B  "
-                  f"buffer {r['input_buffer_bytes'] or 0:>7.0f} B  arena "
-                  + ("unavailable (LiteRT)" if r["arena_bytes"] is None
-                     else f"{r['arena_bytes']:.0f} B"))
+    _print_fronts((("data-aware", aware), ("fixed 8 kHz spectrogram", fixed)),
+                  lambda r: "arena " + ("unavailable (LiteRT)" if r["arena_bytes"] is None
+                                        else f"{r['arena_bytes']:.0f} B"))
 
     ratios = _ratios(aware, fixed)
     report["ratios"] = ratios
