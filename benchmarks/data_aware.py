@@ -205,34 +205,49 @@ def _latency_us(model: bytes, x: np.ndarray, runs: int = 200) -> float:
     return float(np.median(times) * 1e6)
 
 
-def _nano(run_dir: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Every front model as the Nano runs it (features in), smallest fitting one first."""
+def _network_models(run_dir: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each front model's trained network with the features as input, converted to int8
+    once (what a board without RFFT runs; host/export/audio_mcu.py)."""
     from host.export.audio_mcu import features_input_model, mcu_int8
-    from host.export.evaluate import tflite_outputs
-    from host.hw.tflm_gate import check_tflite
     from host.search.jobs import load_dataset
 
     store, task, space = _run_context(run_dir)
-    results = []
+    out = []
     for r in rows:
         if not r["tflite"]:
             continue
         trained = _trained(store, r["tflite"])
         if trained is None:
-            results.append({"arch": r["arch"], "note": "no stored Keras model"})
+            out.append({"row": r, "note": "no stored Keras model"})
             continue
         arch = space.from_key(r["arch"])
         model, host_task = features_input_model(space, arch, task, trained)
         data = load_dataset(host_task)
-        blob = mcu_int8(model, host_task, data, {"arch": r["arch"], "task": "audio"})
+        out.append({"row": r, "arch": arch, "data": data, "costs": space.costs(arch),
+                    "estimates": space.estimates(arch),
+                    "audio": load_dataset(space.task_for(arch, task)),
+                    "blob": mcu_int8(model, host_task, data,
+                                     {"arch": r["arch"], "task": "audio"})})
+    return out
+
+
+def _nano(networks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every front model as the Nano runs it (features in), smallest fitting one first."""
+    from host.export.evaluate import tflite_outputs
+    from host.hw.tflm_gate import check_tflite
+
+    results = []
+    for n in networks:
+        if "note" in n:
+            results.append({"arch": n["row"]["arch"], "note": n["note"]})
+            continue
+        blob, data, costs = n["blob"], n["data"], n["costs"]
         gate = check_tflite(blob, "nano33ble")
         outputs = tflite_outputs(blob, data.x_test)
         accuracy = float((outputs.argmax(axis=1) == data.y_test).mean())
-        costs = space.costs(arch)
-        est = space.estimates(arch)
         ram = (gate.arena_bytes or 0) + costs.input_buffer_bytes + NANO_RESERVE
         results.append({
-            "arch": r["arch"],
+            "arch": n["row"]["arch"],
             "mcu_model_bytes": len(blob),
             "arena_bytes": gate.arena_bytes,
             "arena_source": "TFLite Micro's planner on this host (64-bit; errs high)",
@@ -241,7 +256,7 @@ def _nano(run_dir: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
             "fits": bool(gate.ok and ram <= NANO_RAM),
             "gate_reasons": list(gate.reasons),
             "test_accuracy_int8": accuracy,
-            "frontend_macs": est.get("frontend_macs"),
+            "frontend_macs": n["estimates"].get("frontend_macs"),
             "frontend_source": "estimated (analytic front-end model)",
         })
     fitting = sorted((x for x in results if x.get("fits")),
@@ -251,28 +266,15 @@ def _nano(run_dir: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
             "most_accurate_fitting": best}
 
 
-def _preprocessing_share(run_dir: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _preprocessing_share(networks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Latency of each front model with its front end, and of its network alone."""
-    from host.export.audio_mcu import features_input_model, mcu_int8
-    from host.search.jobs import load_dataset
-
-    store, task, space = _run_context(run_dir)
     out = []
-    for r in rows:
-        if not r["tflite"]:
+    for n in networks:
+        if "note" in n or n["arch"].representation == "raw":
             continue
-        arch = space.from_key(r["arch"])
-        trained = _trained(store, r["tflite"])
-        if trained is None or arch.representation == "raw":
-            continue
-        full = Path(r["tflite"]).read_bytes()
-        model, host_task = features_input_model(space, arch, task, trained)
-        data = load_dataset(host_task)
-        network = mcu_int8(model, host_task, data, {"arch": r["arch"]})
-        audio = load_dataset(space.task_for(arch, task)).x_test
-        t_full = _latency_us(full, audio)
-        t_net = _latency_us(network, data.x_test)
-        out.append({"arch": r["arch"], "full_us": t_full, "network_us": t_net,
+        t_full = _latency_us(Path(n["row"]["tflite"]).read_bytes(), n["audio"].x_test)
+        t_net = _latency_us(n["blob"], n["data"].x_test)
+        out.append({"arch": n["row"]["arch"], "full_us": t_full, "network_us": t_net,
                     "preprocessing_share": max(0.0, (t_full - t_net) / t_full),
                     "source": "measured (LiteRT on this host, 1 thread, median of 200)"})
     return out
@@ -359,7 +361,8 @@ def _fsdd(args: argparse.Namespace) -> dict[str, Any]:
     else:
         print(ratios.get("note"))
 
-    nano = _nano(aware_dir, aware)
+    networks = _network_models(aware_dir, aware)
+    nano = _nano(networks)
     report["nano33ble"] = nano
     print("\n== Arduino Nano 33 BLE (features in; arena from TFLite Micro, front end "
           "estimated) ==")
@@ -381,7 +384,7 @@ def _fsdd(args: argparse.Namespace) -> dict[str, Any]:
     else:
         print("no front model fits the Nano 33 BLE")
 
-    share = _preprocessing_share(aware_dir, aware)
+    share = _preprocessing_share(networks)
     report["preprocessing_latency"] = share
     print("\n== preprocessing share of the latency (LiteRT on this host) ==")
     for s in share:

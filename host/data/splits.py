@@ -142,6 +142,16 @@ def random_split(
     return out[0], out[1], out[2]
 
 
+def name_list(value: Any, key: str, what: str) -> tuple[str, ...]:
+    """A configuration's list of names (speakers, subjects) as a tuple.
+
+    One string is an error, not a list of its letters.
+    """
+    if isinstance(value, str):
+        raise ConfigError(f"{key}: give a list of {what}, not one string")
+    return tuple(str(v) for v in value)
+
+
 def check_holdout(present: set[str], val: Sequence[str], test: Sequence[str],
                   what: str) -> tuple[set[str], set[str]]:
     """Validate a hold-out of whole groups (patients, speakers, subjects): (val, test) sets.

@@ -50,8 +50,6 @@ DEFAULT_RATE_STEPS = 5
 #: the hop is this share of the frame (DANAS: 512 of 2048 at 48 kHz; 0.5 is the usual
 #: keyword-spotting choice and keeps one gene per spectral parameter)
 HOP_FRACTION = 0.5
-#: bytes per raw sample the device buffers (16-bit PCM from the ADC)
-RAW_SAMPLE_BYTES = 2
 #: a drawn gene set that names no valid network is redrawn at most this often
 MAX_DRAWS = 200
 
@@ -234,9 +232,7 @@ class DataAwareSpace(Space[DataAwareArch]):
                               "(each window must hold at least one frame)")
 
     def task_for(self, arch: DataAwareArch, task: Task) -> Task:
-        bound = self._task_of(arch)
-        if bound is None:
-            raise ConfigError(f"arch {arch.key()}: its granularity gives the task no valid input")
+        bound = self._valid_task(arch)
         if task is not self._task:
             return task.with_granularity(arch.granularity())
         return bound
@@ -484,40 +480,25 @@ class DataAwareSpace(Space[DataAwareArch]):
         return specs
 
     def _feature_shape(self, arch: DataAwareArch) -> tuple[int, int, int]:
+        return self._valid_task(arch).feature_shape()
+
+    def _valid_task(self, arch: DataAwareArch) -> Task:
         task = self._task_of(arch)
         if task is None:
             raise ConfigError(f"arch {arch.key()}: its granularity gives the task no valid input")
-        shape = getattr(task, "feature_shape", None)
-        if shape is not None:  # a spectral task's (time, bins, channels)
-            time, bins, channels = shape()
-            return int(time), int(bins), int(channels)
-        spec = task.input_spec()
-        return spec.length, 1, spec.channels
+        return task
 
     def costs(self, arch: DataAwareArch) -> Costs:
         c = layer_costs(self.layer_specs(arch))
-        return replace(c, input_buffer_bytes=self._buffer(arch)[0])
-
-    def _buffer(self, arch: DataAwareArch) -> tuple[int, int, int]:
-        """(input buffer, feature buffer, front-end MACs) of one window."""
-        from host.data.audio_features import FeatureSpec, frontend_cost, input_buffer_bytes
-
-        g = arch.granularity()
-        samples = int(round(g.window_s * g.sample_rate))
-        if g.representation == "raw":  # 16-bit samples from the ADC, no feature map
-            return samples * self.input.channels * RAW_SAMPLE_BYTES, 0, 0
-        spec = FeatureSpec(representation=g.representation, sample_rate=g.sample_rate,
-                           frame_ms=g.frame_ms or 32.0, hop_ms=g.hop_ms or 16.0,
-                           n_mels=g.n_mels or 40, n_mfcc=g.n_mfcc or 13)
-        cost = frontend_cost(spec, samples)
-        return input_buffer_bytes(spec, samples), cost.feature_buffer_bytes, cost.macs
+        return replace(c, input_buffer_bytes=self._valid_task(arch).input_costs().buffer_bytes)
 
     def metrics(self) -> tuple[MetricSpec, ...]:
         return (*ANALYTIC_METRICS, *FRONTEND_METRICS)
 
     def estimates(self, arch: DataAwareArch) -> dict[str, float]:
-        _, features, macs = self._buffer(arch)
-        return {"frontend_macs": float(macs), "feature_buffer_bytes": float(features)}
+        c = self._valid_task(arch).input_costs()
+        return {"frontend_macs": float(c.frontend_macs),
+                "feature_buffer_bytes": float(c.feature_buffer_bytes)}
 
     def estimate_source(self) -> str:
         return "estimated (analytic front-end model)"

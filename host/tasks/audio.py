@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 
 from host.data.audio_features import REPRESENTATIONS, FeatureSpec, feature_shape
-from host.data.splits import Splits
+from host.data.splits import Splits, name_list
 from host.errors import ConfigError
 from host.spaces.base import InputSpec
-from host.tasks.base import Granularity, TaskData, register_task
+from host.tasks.base import RAW_SAMPLE_BYTES, Granularity, InputCosts, register_task
 from host.tasks.classification import ClassificationTask
 
 log = logging.getLogger(__name__)
@@ -95,10 +95,7 @@ class AudioDatasetConfig:
         if self.dataset != "fsdd":
             raise ConfigError(f"dataset: unknown {self.dataset!r}; the audio task reads 'fsdd'")
         for name in ("val_speakers", "test_speakers"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                raise ConfigError(f"{name}: give a list of speakers, not one string")
-            object.__setattr__(self, name, tuple(str(v) for v in value))
+            object.__setattr__(self, name, name_list(getattr(self, name), name, "speakers"))
         if not isinstance(self.sample_rate, int) or self.sample_rate <= 0:
             raise ConfigError(f"sample_rate: must be a positive integer, not {self.sample_rate!r}")
         if self.sample_rate > NATIVE_RATE:
@@ -195,6 +192,15 @@ class SpokenDigits(ClassificationTask):
         audio = keras.layers.Reshape((self.config.samples,), name="audio")(window)
         return frontend(self.config.feature_spec(), keras)(audio)
 
+    def input_costs(self) -> InputCosts:
+        """16-bit samples at the chosen rate, the float32 feature map, the front end's MACs."""
+        from host.data.audio_features import frontend_cost, input_buffer_bytes
+
+        spec, samples = self.config.feature_spec(), self.config.samples
+        cost = frontend_cost(spec, samples)
+        return InputCosts(input_buffer_bytes(spec, samples, sample_bytes=RAW_SAMPLE_BYTES),
+                          cost.feature_buffer_bytes, cost.macs)
+
     def export_mode(self) -> str:
         spectral = self.config.representation != "raw"
         return "int8-float-input" if spectral and self.config.preprocessing == "model" else "int8"
@@ -241,11 +247,6 @@ class SpokenDigits(ClassificationTask):
         ))
 
     # ------------------------------------------------------------------ data
-    def representative(self, data: TaskData, n: int = 200) -> np.ndarray | list[np.ndarray]:
-        """Calibration windows: `n` training windows spread over every digit and speaker."""
-        idx = np.random.default_rng(0).permutation(len(data.y_train))[:n]
-        return np.asarray(data.x_train[np.sort(idx)], dtype=np.float32)
-
     def load(self, progress: bool = False) -> AudioDataset:
         from host.data.audio_features import featurize
         from host.data.fsdd import random_split, speaker_split

@@ -63,6 +63,24 @@ class Granularity:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
+#: bytes per raw sample a device buffers (16-bit PCM from the ADC)
+RAW_SAMPLE_BYTES = 2
+
+
+@dataclass(frozen=True)
+class InputCosts:
+    """One window's input as a device holds it (Data Aware NAS counts it as memory).
+
+    `buffer_bytes`: the raw samples plus the feature map; `feature_buffer_bytes`: the
+    feature map alone; `frontend_macs`: the front end's multiply-accumulates, an estimate
+    (host.data.audio_features.frontend_cost).
+    """
+
+    buffer_bytes: int
+    feature_buffer_bytes: int
+    frontend_macs: int
+
+
 #: A task's dataset: windows and targets on three sides, and its metadata.
 TaskData = Splits
 
@@ -126,12 +144,15 @@ class Task(ABC):
     def representative(self, data: TaskData, n: int = 200) -> np.ndarray | list[np.ndarray]:
         """Inputs that calibrate int8 quantization (from the training side only).
 
-        One array of windows, or [windows, aux] for a model with a second input.
+        `n` training windows drawn with a fixed seed, so they spread over every recording
+        and class rather than the first few; one array of windows, or [windows, aux] for a
+        model with a second input.
         """
-        x = np.asarray(data.x_train[:n], dtype=np.float32)
+        idx = np.sort(np.random.default_rng(0).permutation(len(data.y_train))[:n])
+        x = np.asarray(data.x_train[idx], dtype=np.float32)
         if data.aux_train is None:
             return x
-        return [x, np.asarray(data.aux_train[:n], dtype=np.float32)]
+        return [x, np.asarray(data.aux_train[idx], dtype=np.float32)]
 
     # ------------------------------------------------------------------ data granularity
     def granularity(self) -> Granularity | None:
@@ -161,6 +182,20 @@ class Task(ABC):
         front end here; the default is the window itself.
         """
         return window
+
+    def feature_shape(self) -> tuple[int, int, int]:
+        """(time, bins, channels) of what `features` gives: a window is one bin wide."""
+        spec = self.input_spec()
+        return spec.length, 1, spec.channels
+
+    def input_costs(self) -> InputCosts:
+        """What a device holds and computes before the network, for one window.
+
+        The default is a raw window of 16-bit samples; a task with a feature front end
+        adds its feature map and its (estimated) multiply-accumulates.
+        """
+        spec = self.input_spec()
+        return InputCosts(spec.length * spec.channels * RAW_SAMPLE_BYTES, 0, 0)
 
     def export_mode(self) -> str:
         """The conversion mode of this task's models (one of EXPORT_MODES)."""

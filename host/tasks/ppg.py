@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from host.data.splits import Splits
+from host.data.splits import Splits, name_list
 from host.errors import ConfigError
 from host.metrics import MetricKind, MetricSpec
 from host.spaces.base import InputSpec
-from host.tasks.base import Task, TaskData, register_task
+from host.tasks.base import Task, register_task
 
 INPUTS = ("spectral", "raw")
 #: the output's linear unit is rescaled to BPM around this centre and by this scale, so
@@ -70,10 +70,7 @@ class PpgDatasetConfig:
         if self.input not in INPUTS:
             raise ConfigError(f"input: unknown {self.input!r}; choose one of {list(INPUTS)}")
         for name in ("val_subjects", "test_subjects"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                raise ConfigError(f"{name}: give a list of subjects, not one string")
-            object.__setattr__(self, name, tuple(str(v) for v in value))
+            object.__setattr__(self, name, name_list(getattr(self, name), name, "subjects"))
             unknown = [s for s in getattr(self, name) if s not in TRAIN_SUBJECTS]
             if unknown:
                 raise ConfigError(
@@ -203,11 +200,6 @@ class PulseRate(Task):
             config=c, activities={side: v[2] for side, v in sides.items()},
             subjects=subjects,
         )
-
-    def representative(self, data: TaskData, n: int = 200) -> np.ndarray | list[np.ndarray]:
-        """`n` training windows spread over every recording and speed."""
-        idx = np.random.default_rng(0).permutation(len(data.y_train))[:n]
-        return np.asarray(data.x_train[np.sort(idx)], np.float32)
 
     # ------------------------------------------------------------------ model side
     def head(self, keras: Any, features: Any, *, logits: bool = False, name: str = "out",
