@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "train",
     "evaluate",
     "compress",
+    "adapt",
     "validate",
     "search",
     "runs",

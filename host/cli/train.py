@@ -4,6 +4,12 @@ It trains exactly as a search's training job does: the same function
 (`host.train.train_candidate`), the same `TrainConfig` defaults, the same inference graph
 (`Space.export_model`). Every option left out takes the default of `[train]` and `[data]`
 of a search configuration (docs/configuration.md).
+
+`--task ppg` trains a heart-rate regressor on TROIKA instead (host/tasks/ppg.py; the GOS
+starting models `ppg_peaks` and `ppg_cnnlstm`, docs/ppg.md): leave-subjects-out on
+TROIKA's training recordings, the average absolute error in BPM of the Keras model and of
+its int8 export (LiteRT) on the validation and test subjects. `hilnas evaluate MODEL --task
+ppg` gives the final figure on TROIKA's own test set.
 """
 
 from __future__ import annotations
@@ -11,22 +17,48 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from host.cli.data import add_dataset_options, config_from_args
 
+TASKS = ("ecg", "ppg")
+#: options that describe MIT-BIH data (or a bionet by its genes): meaningless for --task ppg
+ECG_ONLY = ("records", "preset", "custom", "custom_source", "database", "window", "stride",
+            "lead", "normalization", "alignment", "rr_features", "val_fraction", "split",
+            "max_windows_per_record", "cache_dir", "no_cache", "blocks")
+#: options of the ppg task: meaningless for --task ecg
+PPG_ONLY = ("input", "val_subjects", "test_subjects", "resolution_bpm")
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("train", help="train one architecture and export it")
-    p.add_argument("--space", default="bionet", help="the search space (bionet or half)")
+    p.add_argument("--task", choices=TASKS, default="ecg",
+                   help="ecg: MIT-BIH classes (default); ppg: heart rate (BPM) on TROIKA")
+    p.add_argument("--space", default=None,
+                   help="the search space (default: bionet for ecg, ppg_peaks for ppg; also "
+                   "half, ppg_cnnlstm)")
     p.add_argument(
-        "--arch", help="architecture key, e.g. bionet-b2-x1-l32 or half:s3.1.1.8-p2-s5.2.1.16"
+        "--arch", help="architecture key, e.g. bionet-b2-x1-l32, half:s3.1.1.8-p2-s5.2.1.16 "
+        "or ppg_peaks-p2-h64x2 (ppg: default, the space's default architecture)"
     )
     p.add_argument("--blocks", type=int, default=None, help="bionet: ResNet blocks (0-15)")
     p.add_argument("--filter-step", type=int, default=1, help="bionet: blocks per doubling")
     p.add_argument("--lstm-cells", type=int, default=32, help="bionet: LSTM cells (16-256)")
     add_dataset_options(p)
+    ppg = p.add_argument_group("--task ppg (TROIKA; --data-dir, --seed and --sample-rate too)")
+    ppg.add_argument("--input", choices=["spectral", "raw"],
+                     help="spectra of the window or the raw signals (default: what the space "
+                     "takes: spectral for ppg_peaks, raw for ppg_cnnlstm)")
+    ppg.add_argument("--val-subjects",
+                     help="comma-separated training subjects that choose the model "
+                     "(default train11,train12)")
+    ppg.add_argument("--test-subjects",
+                     help="comma-separated training subjects of the run's test figure "
+                     "(default train09,train10)")
+    ppg.add_argument("--resolution-bpm", type=float,
+                     help="spectral input: BPM per bin (default 1.0: 201 bins)")
     group = p.add_argument_group("training (defaults: [train] of a search configuration)")
     group.add_argument("--epochs", type=int)
     group.add_argument("--batch-size", type=int)
@@ -40,6 +72,21 @@ def register(sub: Any) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-export", action="store_true", help="skip TFLite and C array export")
     p.set_defaults(func=run)
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _refuse(args: argparse.Namespace, names: tuple[str, ...], task: str) -> None:
+    """ConfigError naming the first option given that --task `task` does not take."""
+    from host.errors import ConfigError
+
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and value is not False:
+            raise ConfigError(f"{_option(name)}: not an option of --task {task} "
+                              f"(it describes {'TROIKA' if task == 'ecg' else 'MIT-BIH'} data)")
 
 
 def train_config_from_args(args: argparse.Namespace) -> Any:
@@ -77,16 +124,26 @@ def _arch(args: argparse.Namespace, space: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.task == "ppg":
+        return run_ppg(args)
+    _refuse(args, PPG_ONLY, "ecg")
+    return run_ecg(args)
+
+
+def run_ecg(args: argparse.Namespace) -> int:
     from host.data import load_ecg_dataset
     from host.export.carray import write_c_array
     from host.export.evaluate import evaluate_tflite
     from host.export.tflite import convert_many
     from host.spaces.base import get_space
+    from host.spaces.ppg import PpgGridSpace
     from host.tasks.ecg import EcgClassification
     from host.train import train_candidate
 
     task = EcgClassification(config_from_args(args))
-    space = get_space(args.space, task.input_spec())
+    space = get_space(args.space or "bionet", task.input_spec())
+    if isinstance(space, PpgGridSpace):
+        space.bind(task)  # a GOS heart-rate model: ConfigError naming --task ppg
     arch = _arch(args, space)
     tcfg = train_config_from_args(args)
     out = Path(args.out)
@@ -142,4 +199,138 @@ def run(args: argparse.Namespace) -> int:
             f"int8 {q['int8']['accuracy']:.4f} ({q['int8']['model_bytes']} bytes)"
         )
     print(f"wrote {out}/")
+    return 0
+
+
+# --------------------------------------------------------------------------- --task ppg
+def _subjects(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def ppg_config_from_args(args: argparse.Namespace, space_name: str) -> Any:
+    """The PpgDatasetConfig of the ppg options; the input defaults to what the space takes."""
+    from host.errors import ConfigError
+    from host.spaces.base import space_class
+    from host.tasks.ppg import PpgDatasetConfig
+
+    rate = args.sample_rate
+    if rate is not None:
+        if not float(rate).is_integer():
+            raise ConfigError(f"--sample-rate: the ppg task takes whole Hz, not {rate:g}")
+        rate = int(rate)
+    given = {
+        "input": args.input or getattr(space_class(space_name), "input_kind", None) or None,
+        "resolution_bpm": args.resolution_bpm,
+        "sample_rate": rate,
+        "val_subjects": _subjects(args.val_subjects),
+        "test_subjects": _subjects(args.test_subjects),
+        "seed": args.seed,
+        "data_dir": args.data_dir,
+    }
+    return PpgDatasetConfig(**{k: v for k, v in given.items() if v is not None})
+
+
+def _ppg_arch(args: argparse.Namespace, space: Any) -> Any:
+    from host.errors import ConfigError
+
+    if args.arch:
+        return space.from_key(args.arch)
+    default = getattr(space, "default_architecture", None)
+    if default is None:
+        raise ConfigError(f"--arch: say which architecture of space {space.name!r} to train")
+    return default()
+
+
+def run_ppg(args: argparse.Namespace) -> int:
+    """`hilnas train --task ppg`: a heart-rate model on TROIKA, its int8 export and its AAE."""
+    from host.errors import ConfigError
+    from host.export.carray import write_c_array
+    from host.export.evaluate import tflite_outputs
+    from host.export.tflite import convert_many
+    from host.spaces.base import get_space
+    from host.tasks.ppg import PulseRate, regression_metrics
+    from host.train import train_candidate
+    from host.train.trainer import predict
+
+    _refuse(args, ECG_ONLY, "ppg")
+    if args.class_weights == "balanced":
+        raise ConfigError("--class-weights: the ppg task is a regression (BPM); class weights "
+                          "apply to classification")
+    space_name = args.space or "ppg_peaks"
+    task = PulseRate(ppg_config_from_args(args, space_name))
+    space = get_space(space_name, task=task)  # bind: ConfigError when the input does not fit
+    arch = _ppg_arch(args, space)
+    tcfg = replace(train_config_from_args(args), class_weights=None)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = task.config
+    print(f"[1/4] dataset (TROIKA, {cfg.input} input, validation {','.join(cfg.val_subjects)}, "
+          f"test {','.join(cfg.test_subjects)})", flush=True)
+    ds = task.load()
+    print(f"      {len(ds.y_train)} / {len(ds.y_val)} / {len(ds.y_test)} windows "
+          f"{tuple(ds.x_train.shape[1:])} (train / val / test)", flush=True)
+    print(f"[2/4] training {arch.key()}", flush=True)
+    result = train_candidate(space, arch, task, ds, tcfg)
+    result.model.save(str(out / "model.keras"), save_format="keras_v3")
+    sides = ("val", "test")
+
+    def scored(outputs: Any, side: str) -> dict[str, Any]:
+        return regression_metrics(getattr(ds, f"y_{side}"), outputs, ds.activities.get(side))
+
+    keras = {s: scored(predict(result.model, ds.inputs(s), tcfg.eval_batch_size), s)
+             for s in sides}
+    report: dict[str, Any] = {
+        **result.summary(),
+        **keras,
+        "task": task.name,
+        "data": task.identity(),
+        "dataset": {**ds.metadata(), "windows": {s: int(len(getattr(ds, f"y_{s}")))
+                                                 for s in ("train", *sides)},
+                    "shape": list(ds.x_train.shape[1:])},
+        "params": int(result.model.count_params()),
+        "costs": space.costs(arch).to_json(),
+        "aae_bpm": {"keras": {s: keras[s]["aae_bpm"] for s in sides}},
+    }
+    if not args.no_export:
+        mode = task.export_mode()
+        print(f"[3/4] exporting float32 and {mode} TFLite (child process)", flush=True)
+        export_model = space.export_model(result.model, arch, task)
+        meta = {
+            **ds.metadata(),
+            "task": task.name,
+            "data": task.identity(),
+            "arch": arch.key(),
+            "architecture": arch.to_json(),
+            "space": space.describe(),
+            "created": time.time(),
+        }
+        models = convert_many(export_model, ["float32", mode], task.representative(ds),
+                              metadata=meta)
+        for m, buf in models.items():
+            (out / f"model-{m}.tflite").write_bytes(buf)
+        write_c_array(models[mode], out / "model_int8.h", "hilnas_model_int8")
+        print(f"[4/4] AAE of the {mode} model on the validation and test subjects (LiteRT)",
+              flush=True)
+        quantized = {s: scored(tflite_outputs(models[mode], ds.inputs(s)), s) for s in sides}
+        report["tflite"] = {
+            "float32": {"model_bytes": len(models["float32"])},
+            mode: {**quantized, "model_bytes": len(models[mode])},
+        }
+        report["aae_bpm"][mode] = {s: quantized[s]["aae_bpm"] for s in sides}
+    (out / "metrics.json").write_text(json.dumps(report, indent=2, default=str))
+    aae = report["aae_bpm"]
+    lines = [f"{arch.key()}: {report['params']:,} parameters, trained in "
+             f"{result.train_seconds:.1f} s ({result.epochs_run} epochs)"]
+    for name, figures in aae.items():
+        size = report.get("tflite", {}).get(name, {}).get("model_bytes")
+        lines.append(
+            f"  {name:<6} AAE val ({', '.join(cfg.val_subjects)}) {figures['val']:.2f} BPM, "
+            f"test ({', '.join(cfg.test_subjects)}) {figures['test']:.2f} BPM"
+            + (f" ({size:,} bytes)" if size else "")
+        )
+    print("\n".join(lines))
+    print(f"wrote {out}/ (TROIKA's own test set: hilnas evaluate {out}/model-int8.tflite "
+          "--task ppg)")
     return 0

@@ -203,3 +203,24 @@ _BUILTIN_OPS = (
     "STABLEHLO_GATHER STABLEHLO_TRANSPOSE DILATE STABLEHLO_RNG_BIT_GENERATOR REDUCE_WINDOW "
     "STABLEHLO_COMPOSITE STABLEHLO_SHIFT_LEFT STABLEHLO_CBRT STABLEHLO_CASE "
 ).split()
+
+
+def op_outputs(buf: bytes) -> list[tuple[str, list[str]]]:
+    """(operator name, names of its output tensors) of each operator of the first subgraph.
+
+    In execution order, so item i is the operator a profile reports as index i. The
+    converter names a tensor after the tf-keras layers that produced it
+    (`model/conv/BiasAdd;...`), which is how `host.adapt.select` charges an operator's
+    measured time to the layer it came from.
+    """
+    model = _root(buf)
+    codes = model_ops(buf)
+    sg = _vector(model, _MODEL_SUBGRAPHS)[0]
+    tensors = _vector(sg, 0)
+    out = []
+    for op in _vector(sg, 3):
+        code = _scalar(op, 0, Uint32Flags)
+        outputs = [int(i) for i in _numbers(op, 2, Int32Flags, 4)]
+        names = [(_string(tensors[i], 3) or "") for i in outputs if 0 <= i < len(tensors)]
+        out.append((codes[code] if code < len(codes) else str(code), names))
+    return out

@@ -108,7 +108,9 @@ def load_keras_model(path: str | os.PathLike[str]) -> Any:
     hilnas defines is registered here before loading.
     """
     keras = import_keras()
+    from host.adapt.graph import instruction_layer
     from host.data.audio_features import frontend_class
 
     frontend_class(keras)  # defines and registers "hilnas>AudioFrontend"
+    instruction_layer(keras)  # "hilnas>Instruction", in adapted models (host/adapt)
     return keras.models.load_model(str(path), compile=False)

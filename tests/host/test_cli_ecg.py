@@ -59,7 +59,7 @@ def test_data_build_json(
         (["evaluate", "/nonexistent/model.tflite"], "model: /nonexistent/model.tflite"),
         (["train", "--out", "x"], "--arch (or, for bionet, --blocks)"),
         (["train", "--space", "nope", "--arch", "x", "--out", "x"],
-         "unknown space 'nope'; known: bionet, data_aware, half"),
+         "unknown space 'nope'; known: bionet, data_aware, half, ppg_cnnlstm, ppg_peaks"),
     ],
 )
 def test_bad_input_is_a_one_line_error(

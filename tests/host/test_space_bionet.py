@@ -77,5 +77,6 @@ def test_costs_match_keras_parameter_count(arch: BioNetArch) -> None:
 
 
 def test_unknown_space_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="unknown space 'nope'; known: bionet, data_aware, half"):
+    with pytest.raises(ConfigError, match="unknown space 'nope'; known: bionet, data_aware, "
+                                          "half, ppg_cnnlstm, ppg_peaks"):
         get_space("nope")

@@ -27,7 +27,12 @@ SMALL: dict[str, dict[str, Any]] = {
              "pool_strides": [2], "max_depth": 3},
     "data_aware": {"sample_rates": [360, 180], "max_layers": 2, "filters": [2, 4],
                    "kernels": [3], "activations": ["relu"], "dense_units": 4},
+    # GOS's pulse-rate starting models: small grids without options (host/spaces/ppg.py)
+    "ppg_peaks": {},
+    "ppg_cnnlstm": {},
 }
+#: the input a space built for the ppg task takes (it refuses any other task when bound)
+PPG_INPUT = {"ppg_peaks": "spectral", "ppg_cnnlstm": "raw"}
 INPUT = InputSpec(64, 1, 2)
 TASK = EcgClassification(EcgDatasetConfig(window=64))
 # Bytes per input sample a space counts in its input buffer: the int8 window, or the 16-bit
@@ -36,9 +41,17 @@ BUFFER_BYTES_PER_SAMPLE = {"data_aware": 2}
 
 
 def get_space(name: str, input: InputSpec | None = None, **options: Any) -> Space[Any]:
-    """The space bound to an ECG task of `input`'s window (a no-op for most spaces)."""
+    """The space bound to an ECG task of `input`'s window (a no-op for most spaces).
+
+    A space of the ppg task is bound to that task instead (bind checks the task only);
+    its networks are still built for `input` with the ECG task's head, like every other.
+    """
     input = input or InputSpec(256, 1, 2)
-    task = EcgClassification(EcgDatasetConfig(window=input.length))
+    task: Any = EcgClassification(EcgDatasetConfig(window=input.length))
+    if name in PPG_INPUT:
+        from host.tasks.ppg import PpgDatasetConfig, PulseRate
+
+        task = PulseRate(PpgDatasetConfig(input=PPG_INPUT[name]))
     return _get_space(name, input, task=task, **options)
 
 

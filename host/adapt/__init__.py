@@ -1,0 +1,1 @@
+"""Operator-level adaptation after Grassroots Operator Search (GOS): graph, selection, search."""
