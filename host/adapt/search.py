@@ -14,9 +14,10 @@ Each step (GOS Section 3, Figure 1):
    (Measure) and the quality on the validation windows (Validate) are the device's. The
    objectives are the whole model's latency and the operator's parameters (minimised;
    NSGA-II's crowding distance keeps the population spread, GOS equation 2), under the
-   hard constraint that the validation quality is no worse than the model's before the
-   step by more than `quality_margin` (GOS's epsilon). A candidate that does not convert
-   to TFLite builtins, that the device rejects, or that fails to train is recorded with
+   hard constraint that the validation quality is no worse than the original model's (as
+   it came in, GOS's equation 2) by more than `quality_margin` (GOS's epsilon). A
+   candidate that does not convert to TFLite builtins, that the device rejects, or that
+   fails to train is recorded with
    the reason and gets no fitness; the run goes on;
 4. the fastest feasible candidate replaces the operator if it is faster than the model
    before the step; otherwise the operator is kept, and it is not picked again.
@@ -55,8 +56,8 @@ class AdaptConfig:
     """How to adapt (GOS Section 4.1 settings where they apply). Errors name the bad key.
 
     `quality_margin`: GOS's epsilon, in the unit of the task's quality metric (BPM for the
-    PPG task): a candidate whose validation quality is worse than the model's by more is
-    infeasible. GOS uses 1% accuracy; 0.5 BPM is the PPG default.
+    PPG task): a candidate whose validation quality is worse than the original model's
+    (before the first step) by more is infeasible. GOS uses 1% accuracy; 0.5 BPM is the PPG default.
     `population`, `generations`: per operator (GOS: 50 iterations; a bench run is minutes).
     `mutation_prob`, `crossover_prob`: GOS's 0.8 and 0.6.
     `n_similar`: GOS's N_o. `target_speedup`: stop once the model is this much faster.
@@ -426,9 +427,12 @@ class Adapter:
                                sorted(per_op.items(), key=lambda kv: -kv[1]) if v > 0)
             self.progress(f"[step {step}] {', '.join(names)} ({first.kind}; by {sel.criterion}"
                           f"{'; profile: ' + shares if shares else ''})")
-            limit = (current.quality - cfg.quality_margin if self.maximise
-                     else current.quality + cfg.quality_margin)
-            if not np.isfinite(current.quality):
+            # GOS's equation 2 bounds the adapted model by the original model m: the margin
+            # is relative to the model as it came in, so steps cannot add their losses up
+            reference = base.quality if np.isfinite(base.quality) else current.quality
+            limit = (reference - cfg.quality_margin if self.maximise
+                     else reference + cfg.quality_margin)
+            if not np.isfinite(reference):
                 limit = -np.inf if self.maximise else np.inf
             before = first.current
             assert before is not None
