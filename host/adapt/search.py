@@ -371,8 +371,14 @@ class Adapter:
             ind.fitness.values = ev.fitness
 
         population = [Individual(start, "original")]
+        seen = {start.key()}
+        tries = 0
         while len(population) < cfg.population:
             g, what = mutate(start, self.rng)
+            tries += 1
+            if g.key() in seen and tries < 20 * cfg.population:
+                continue  # distinct starting variants (a repeat would only be a cache hit)
+            seen.add(g.key())
             population.append(Individual(g, f"mutation: {what}"))
         for ind in population:
             assess(ind)

@@ -146,13 +146,13 @@ def cluster(data_dir: Path) -> Iterator[LocalCluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _doc(tmp: Path, **executor: Any) -> dict[str, Any]:
+def _doc(tmp: Path, train: dict[str, Any] | None = None, **executor: Any) -> dict[str, Any]:
     return config_doc(
         tmp,
         data={"records": RECORDS, "max_windows_per_record": 40, "split": "random",
               "sample_rate": 180, "window": 64},
         space={"name": "bionet", "max_blocks": 1, "max_lstm_cells": 16},
-        train={"epochs": 2, "batch_size": 32},
+        train=train or {"epochs": 2, "batch_size": 32},
         strategy={"name": "exhaustive", "population": 8},  # one batch: 2 networks at once
         objectives=[{"metric": "f1_macro"}, {"metric": "storage_int8_bytes"}],
         budget={"export_int8": False},
@@ -160,8 +160,8 @@ def _doc(tmp: Path, **executor: Any) -> dict[str, Any]:
     )
 
 
-def _config(tmp: Path, **executor: Any) -> SearchConfig:
-    return parse_config(_doc(tmp, **executor))
+def _config(tmp: Path, train: dict[str, Any] | None = None, **executor: Any) -> SearchConfig:
+    return parse_config(_doc(tmp, train, **executor))
 
 
 def _trainings(out: Path, result: RunResult) -> dict[str, dict[str, Any]]:
@@ -224,7 +224,10 @@ def test_a_killed_worker_is_retried_then_recorded_failed(
     second's on every attempt (recorded as failed with the reason); the search finishes."""
     for old in cluster.markers.iterdir():
         old.unlink()
-    cfg = _config(tmp_path, kind="ray", ray_address=cluster.address, max_retries=1)
+    # Long enough that every attempt is still fitting FIT_DELAY_S after its marker: with 2
+    # epochs a training could end first, and the kill then hit the idle Ray worker instead.
+    cfg = _config(tmp_path, {"epochs": 60, "patience": 60, "batch_size": 32}, kind="ray",
+                  ray_address=cluster.address, max_retries=1)
     outcome: dict[str, Any] = {}
 
     def search() -> None:
