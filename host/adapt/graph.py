@@ -335,7 +335,7 @@ class OperatorGraph:
         tensors: dict[str, Any] = {INPUT: x}
         layers: dict[str, Any] = {}
         for n in g.nodes:
-            layer = _layer(keras, n, f"{prefix}_{n.uid}_{n.op}", tensors[n.inputs[0]])
+            layer = _layer(keras, n, f"{prefix}_{n.uid}_{n.op}")
             ins = [tensors[u] for u in n.inputs]
             tensors[n.uid] = layer(ins if len(ins) > 1 else ins[0])
             layers[n.uid] = layer
@@ -375,7 +375,7 @@ def _expr(n: Node, args: list[str], shapes: Mapping[str, Shape]) -> str:
     return f"{n.op}({', '.join(args)})"
 
 
-def _layer(keras: Any, n: Node, name: str, first_input: Any) -> Any:
+def _layer(keras: Any, n: Node, name: str) -> Any:
     """The tf-keras layer of one instruction node (built-ins, plus `Instruction` for the rest)."""
     L, p = keras.layers, n.p
     if n.op == "xcorr":

@@ -86,12 +86,11 @@ class Operator:
             return self.graph.param_count()
         return int(self.layer.count_params()) if self.layer.weights else 0
 
-    def layer_names(self, step_prefix: str | None = None) -> set[str]:
+    def layer_names(self) -> set[str]:
         """The tf-keras layer names this operator has in a built model."""
         if self.graph is None:
             return {self.name}
-        prefix = step_prefix or self.prefix
-        return {f"{prefix}_{n.uid}_{n.op}" for n in self.graph.pruned().nodes}
+        return {f"{self.prefix}_{n.uid}_{n.op}" for n in self.graph.pruned().nodes}
 
     @property
     def prefix(self) -> str:

@@ -136,14 +136,13 @@ def run_ecg(args: argparse.Namespace) -> int:
     from host.export.evaluate import evaluate_tflite
     from host.export.tflite import convert_many
     from host.spaces.base import get_space
-    from host.spaces.ppg import PpgGridSpace
     from host.tasks.ecg import EcgClassification
     from host.train import train_candidate
 
     task = EcgClassification(config_from_args(args))
-    space = get_space(args.space or "bionet", task.input_spec())
-    if isinstance(space, PpgGridSpace):
-        space.bind(task)  # a GOS heart-rate model: ConfigError naming --task ppg
+    # bound as a search binds it: a space for another task (ppg_*) is a ConfigError naming
+    # the fix
+    space = get_space(args.space or "bionet", task=task)
     arch = _arch(args, space)
     tcfg = train_config_from_args(args)
     out = Path(args.out)

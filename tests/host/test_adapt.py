@@ -107,7 +107,6 @@ def test_replacing_a_vector_output_by_a_sequence_adds_an_aggregation():
 
 
 def test_every_instruction_builds_and_keeps_the_declared_shape(keras):
-    rng = random.Random(1)
     x_seq = keras.Input((12, 4))
     for name, ins in INSTRUCTIONS.items():
         params = {k: v[0] for k, v in ins.ladders.items()}
@@ -120,7 +119,6 @@ def test_every_instruction_builds_and_keeps_the_declared_shape(keras):
         y, layers = g.build(keras, x_seq, f"t_{name}")
         assert tuple(y.shape[1:]) == shape, name
         assert layers["n"] is not None
-    del rng
 
 
 def test_original_graph_with_its_weights_computes_the_layer(keras):
