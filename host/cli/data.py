@@ -42,6 +42,9 @@ def add_dataset_options(p: argparse.ArgumentParser, *, for_eval: bool = False) -
                    help="fixed windows (default) or one window centred on each beat")
     p.add_argument("--rr-features", action="store_true", default=None,
                    help="with --alignment beat: RR-interval features as a second model input")
+    p.add_argument("--template-beats", type=int,
+                   help="with --alignment beat: subtract the median of the previous N beats' "
+                   "windows (the patient's running beat template) from each window (0: off)")
     p.add_argument("--val-fraction", type=float,
                    help="share of patients held out for validation (default 0.1)")
     p.add_argument("--sample-rate", type=float, help="resample to this rate (Hz)")
@@ -97,6 +100,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         "normalization": args.normalization,
         "alignment": args.alignment,
         "rr_features": args.rr_features,
+        "template_beats": args.template_beats,
         "val_fraction": args.val_fraction,
         "sample_rate": args.sample_rate,
         "split": args.split,

@@ -26,8 +26,8 @@ from host.cli.data import add_dataset_options, config_from_args
 TASKS = ("ecg", "ppg")
 #: options that describe MIT-BIH data (or a bionet by its genes): meaningless for --task ppg
 ECG_ONLY = ("records", "preset", "custom", "custom_source", "database", "window", "stride",
-            "lead", "normalization", "alignment", "rr_features", "val_fraction", "split",
-            "max_windows_per_record", "cache_dir", "no_cache", "blocks")
+            "lead", "normalization", "alignment", "rr_features", "template_beats",
+            "val_fraction", "split", "max_windows_per_record", "cache_dir", "no_cache", "blocks")
 #: options of the ppg task: meaningless for --task ecg
 PPG_ONLY = ("input", "val_subjects", "test_subjects", "resolution_bpm")
 
@@ -69,6 +69,12 @@ def register(sub: Any) -> None:
     group.add_argument("--class-weights", choices=["balanced", "none"],
                        help="default balanced")
     group.add_argument("--dropout", type=float)
+    group.add_argument("--cv-folds", type=int,
+                       help="quality by grouped cross-validation over the training and "
+                       "validation patients, this many folds (default 0: the validation side)")
+    group.add_argument("--aux-first-epochs", type=int,
+                       help="two-input models: fit the RR branch alone first for up to N "
+                       "epochs, then freeze it (default 0: one joint fit)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-export", action="store_true", help="skip TFLite and C array export")
     p.set_defaults(func=run)
@@ -100,6 +106,8 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         "clipnorm": args.clipnorm,
         "patience": args.patience,
         "dropout": args.dropout,
+        "aux_first_epochs": args.aux_first_epochs,
+        "cv_folds": args.cv_folds,
     }
     options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if args.class_weights is not None:

@@ -24,7 +24,14 @@ from host.data.mitdb import (
     database_dir,
     load_record,
 )
-from host.data.splits import SPLITS, Splits, dechazal_split, patient_split, random_split
+from host.data.splits import (
+    SPLITS,
+    Splits,
+    dechazal_split,
+    patient_split,
+    random_split,
+    record_groups,
+)
 from host.data.windows import NORMALIZATIONS, make_beat_windows, make_windows
 from host.errors import ConfigError, DataError
 
@@ -36,6 +43,9 @@ ALIGNMENTS = ("fixed", "beat")
 BEAT_FLOOR_SHARE = 0.5
 #: below this many validation patients, a warning says the quality figure will be noisy
 MIN_VAL_PATIENTS = 5
+#: beats a running template may span: a device keeps that many windows (at 360 Hz and 256
+#: samples of int16, 200 beats are 100 KB, most of a Nano 33 BLE's RAM).
+MAX_TEMPLATE_BEATS = 200
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,9 @@ class EcgDatasetConfig:
       does not apply; host.data.beats).
     - `rr_features`: with beat alignment, give the model the beat's RR-interval features
       (host.data.beats.RR_FEATURES) as a second input.
+    - `template_beats`: with beat alignment, subtract from each window the median of the
+      previous `template_beats` beats' windows, the patient's own running beat template
+      (host.data.windows.subtract_template); 0 (default) keeps the windows whole.
     - `normalization`: "zscore" (per window), "minmax", "record" (per patient), "running"
       (per patient, causal: the last 10 s) or "none".
     - `sample_rate`: resample to this rate (None keeps the record's own, 360 Hz for mitdb).
@@ -80,6 +93,7 @@ class EcgDatasetConfig:
     stride: int | None = None
     alignment: str = "fixed"
     rr_features: bool = False
+    template_beats: int = 0
     lead: str | int = "MLII"
     normalization: str = "zscore"
     sample_rate: float | None = None
@@ -119,6 +133,17 @@ class EcgDatasetConfig:
             raise ConfigError(f"rr_features: must be true or false, not {self.rr_features!r}")
         if self.rr_features and self.alignment != "beat":
             raise ConfigError("rr_features: RR intervals need alignment = 'beat'")
+        if (
+            isinstance(self.template_beats, bool)
+            or not isinstance(self.template_beats, int)
+            or not 0 <= self.template_beats <= MAX_TEMPLATE_BEATS
+        ):
+            raise ConfigError(
+                f"template_beats: must be an integer from 0 to {MAX_TEMPLATE_BEATS}, "
+                f"not {self.template_beats!r}"
+            )
+        if self.template_beats and self.alignment != "beat":
+            raise ConfigError("template_beats: a beat template needs alignment = 'beat'")
         if not isinstance(self.val_fraction, (int, float)) or not 0 < self.val_fraction < 0.5:
             raise ConfigError(f"val_fraction: must be in (0, 0.5), not {self.val_fraction!r}")
         if self.normalization not in NORMALIZATIONS:
@@ -151,7 +176,7 @@ class EcgDatasetConfig:
         # Fields added after datasets were cached: at their defaults they leave the key as it
         # was, so caches built before them stay valid.
         for name, default in (("alignment", "fixed"), ("rr_features", False),
-                              ("val_fraction", 0.1)):
+                              ("val_fraction", 0.1), ("template_beats", 0)):
             if d[name] == default:
                 d.pop(name)
         if self.alignment == "beat":
@@ -215,6 +240,7 @@ class EcgDataset(Splits):
             "normalization": cfg.normalization,
             "alignment": cfg.alignment,
             "rr_features": list(RR_FEATURES) if cfg.rr_features else None,
+            "template_beats": cfg.template_beats,
             "lead": cfg.lead,
             "split": self.split_description,
             "selection": self.selection,
@@ -282,7 +308,9 @@ def load_ecg_dataset(
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else cache_mod.default_cache_dir()
     if cfg.use_cache:
         hit = cache_mod.load_cached(cache_dir, key)
-        if hit is not None:
+        # An entry written before each window's patient was kept (grouped cross-validation
+        # needs it) is rebuilt once, in place.
+        if hit is not None and (cfg.split == "random" or "windows_per_record" in hit[1]):
             log.info("dataset %s loaded from cache %s", key, cache_dir)
             return _from_arrays(hit[0], hit[1], cfg, key)
 
@@ -345,6 +373,8 @@ def load_ecg_dataset(
         "skipped": skipped,
         "sample_rate": fs_out,
         "config": cfg.key_fields(),
+        # In side order, so each window's patient is known (grouped cross-validation).
+        "windows_per_record": {r: len(ys[r]) for r in used},
     }
     arrays: dict[str, np.ndarray] = {}
     for side_name, (x, y, aux) in zip(("train", "val", "test"), parts, strict=True):
@@ -381,7 +411,8 @@ def _collect(
         aux: np.ndarray | None = None
         if cfg.alignment == "beat":
             x, y, aux, _ = make_beat_windows(rec, scheme, cfg.window, cfg.normalization,
-                                             cfg.sample_rate)
+                                             cfg.sample_rate,
+                                             template_beats=cfg.template_beats)
         else:
             x, y = make_windows(rec, scheme, cfg.window, cfg.stride, cfg.normalization,
                                 cfg.sample_rate)
@@ -495,7 +526,8 @@ def load_ecg_eval_windows(
         n_ref, n_det, n_matched = (n_ref + match.n_reference, n_det + match.n_detected,
                                    n_matched + match.matched)
         x, y, aux, _ = make_beat_windows(rec, scheme, config.window, config.normalization,
-                                         config.sample_rate, beats=detected)
+                                         config.sample_rate, beats=detected,
+                                         template_beats=config.template_beats)
         if len(y):
             parts.append((name, x, y, aux))
     if not parts:
@@ -554,6 +586,11 @@ def _from_arrays(
         aux_test=arrays.get("aux_test"),
         selection=_selection(cfg, meta),
     )
+    if cfg.split != "random" and "windows_per_record" in meta:
+        ds.groups_train, ds.groups_val = (
+            _window_patients(ds.records.get(side, []), meta["windows_per_record"])
+            for side in ("train", "val")
+        )
     if cfg.rr_features and ds.aux_train is None:
         raise DataError(f"cached dataset {key} has no RR features; delete it from {cfg.cache_dir}")
     n_val = len(ds.records.get("val", [])) if cfg.split != "random" else 0
@@ -574,6 +611,17 @@ def _from_arrays(
         if absent and len(y):
             log.warning("class %s has no %s examples (%s)", ", ".join(absent), side, cfg.split)
     return ds
+
+
+def _window_patients(records: list[str], counts: dict[str, int]) -> np.ndarray:
+    """Each window's patient, for windows concatenated in `records` order.
+
+    Records 201 and 202 are one patient, "201+202".
+    """
+    patient = {r: "+".join(group) for group in record_groups(list(counts)) for r in group}
+    if not records:
+        return np.zeros(0, dtype="<U16")
+    return np.concatenate([np.full(counts[r], patient[r], dtype="<U16") for r in records])
 
 
 def _selection(cfg: EcgDatasetConfig, meta: dict[str, Any]) -> str:

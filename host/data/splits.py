@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -198,6 +198,10 @@ class Splits:
     aux_test: np.ndarray | None = field(default=None, kw_only=True)
     #: how the validation side was chosen, as the search's quality figure names it
     selection: str = field(default="", kw_only=True)
+    #: the group (patient, speaker, subject) of each training and validation window, where
+    #: the task knows it: what grouped cross-validation (`grouped_folds`) divides
+    groups_train: np.ndarray | None = field(default=None, kw_only=True)
+    groups_val: np.ndarray | None = field(default=None, kw_only=True)
 
     def metadata(self) -> dict[str, Any]:
         return {"split": self.split_description}
@@ -213,3 +217,45 @@ class Splits:
         x = getattr(self, f"x_{side}")
         aux = getattr(self, f"aux_{side}")
         return x if aux is None else [x, aux]
+
+    def grouped_folds(self, k: int, seed: int = 0) -> list[Splits]:
+        """`k` splits for grouped cross-validation over the training and validation groups.
+
+        Fold 0 is this split itself (its validation groups); the training groups are
+        dealt, in a seeded order, into the other k - 1 folds, each of which validates on
+        its share while the rest (the original validation groups included) train. Every
+        group validates exactly once; the test side is the same in every fold and never
+        trains or validates.
+        """
+        if self.groups_train is None or self.groups_val is None:
+            raise ConfigError(
+                "cv_folds: this dataset does not say which patient each window comes from "
+                "(a random split, or a task that keeps no groups)"
+            )
+        train_groups = sorted(set(self.groups_train.tolist()))
+        if len(train_groups) < k - 1 or not len(self.groups_val):
+            raise ConfigError(
+                f"cv_folds: {k} folds need at least {k - 1} training groups and a validation "
+                f"side; this split has {len(train_groups)} and "
+                f"{len(set(self.groups_val.tolist()))}"
+            )
+        dealt = np.random.default_rng(seed).permutation(len(train_groups))
+        order = [train_groups[i] for i in dealt]
+        shares = [order[i::k - 1] for i in range(k - 1)]
+        x_all = np.concatenate([self.x_train, self.x_val])
+        y_all = np.concatenate([self.y_train, self.y_val])
+        g_all = np.concatenate([self.groups_train, self.groups_val])
+        aux_all = (None if self.aux_train is None or self.aux_val is None
+                   else np.concatenate([self.aux_train, self.aux_val]))
+        folds: list[Splits] = [self]
+        for j, share in enumerate(shares, start=2):
+            val = np.isin(g_all, share)
+            folds.append(replace(
+                self,
+                x_train=x_all[~val], y_train=y_all[~val], groups_train=g_all[~val],
+                x_val=x_all[val], y_val=y_all[val], groups_val=g_all[val],
+                aux_train=None if aux_all is None else aux_all[~val],
+                aux_val=None if aux_all is None else aux_all[val],
+                selection=f"cross-validation fold {j} of {k}: validation {', '.join(share)}",
+            ))
+        return folds

@@ -85,6 +85,30 @@ def running_stats(
     return mu.astype(np.float32), np.sqrt(var).astype(np.float32)
 
 
+def subtract_template(x: np.ndarray, n_beats: int) -> np.ndarray:
+    """Each beat window minus the median of the `n_beats` beat windows before it.
+
+    The median of a patient's recent beats is that patient's usual beat (robust to the odd
+    ectopic beat among them); what remains after subtracting it is how this beat differs
+    from it, which carries across patients where the raw shape does not (a bundle branch
+    block patient's normal beat is wide, and so is the template). Causal: a device keeps the
+    last `n_beats` windows. The first beat of a record has no template and becomes zeros;
+    the next ones use the beats there are. `x` is (n, window) in beat order.
+    """
+    x = np.asarray(x, np.float32)
+    n = len(x)
+    if n_beats < 1 or n == 0:
+        return x.copy()
+    out = np.zeros_like(x)
+    for i in range(1, min(n, n_beats + 1)):
+        out[i] = x[i] - np.median(x[:i], axis=0)
+    if n > n_beats:
+        # Windows i-n_beats .. i-1 for every i >= n_beats, at once: (n - n_beats, window, n_beats)
+        previous = np.lib.stride_tricks.sliding_window_view(x[:-1], n_beats, axis=0)
+        out[n_beats:] = x[n_beats:] - np.median(previous, axis=2)
+    return out
+
+
 def window_labels(
     ann_samples: np.ndarray,
     ann_symbols: tuple[str, ...],
@@ -161,8 +185,13 @@ def make_beat_windows(
     normalization: str = "running",
     fs: float | None = None,
     beats: np.ndarray | None = None,
+    template_beats: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Windows centred on each beat: x (n, window), y (n,), RR features (n, 8), positions (n,).
+
+    `template_beats` > 0 subtracts from each (normalized) window the median of the windows
+    of the `template_beats` beats before it (`subtract_template`). The template runs over
+    every beat with a whole window, labelled or not, as a device sees the beats.
 
     `beats` None uses the reference annotations' beats (training). Given beat positions
     (at the output rate, e.g. from `host.data.beats.detect_beats`), each takes the class of
@@ -192,8 +221,10 @@ def make_beat_windows(
         labels[match.detection_of_reference[hit]] = ref_label[hit]
     rr = rr_features(positions, fs_out)
     starts, whole = beat_window_starts(positions, window, len(signal))
-    keep = whole & (labels >= 0)
-    starts, labels, rr, positions = starts[keep], labels[keep], rr[keep], positions[keep]
+    starts, labels, rr, positions = starts[whole], labels[whole], rr[whole], positions[whole]
     idx = starts[:, None] + np.arange(window)[None, :]
     x = normalize(signal[idx], normalization, signal, starts, fs_out)
-    return x, labels, rr, positions
+    if template_beats:
+        x = subtract_template(x, template_beats)
+    keep = labels >= 0
+    return x[keep], labels[keep], rr[keep], positions[keep]

@@ -163,6 +163,7 @@ def config_from_metadata(meta: dict[str, Any], **overrides: Any) -> EcgDatasetCo
         "normalization": meta.get("normalization", "zscore"),
         "alignment": meta.get("alignment", "fixed"),
         "rr_features": bool(meta.get("rr_features")),
+        "template_beats": int(meta.get("template_beats") or 0),
         "sample_rate": meta.get("resample"),
         "seed": int(meta.get("seed", 0)),
     }

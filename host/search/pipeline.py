@@ -525,8 +525,10 @@ class CandidatePipeline:
     def export(self, key: str, figures: Figures, trained: Trained) -> Exported:
         """Quality figures, the int8 model (converted unless stored), measurements queued."""
         metrics = trained.metrics
-        figures.add_many(metrics.get("val", {}), "validation set",
-                         names=[m.name for m in self.task.metrics()])
+        val = metrics.get("val", {})
+        folds = val.get("cv_folds")
+        figures.add_many(val, f"mean of {folds}-fold grouped cross-validation" if folds
+                         else "validation set", names=[m.name for m in self.task.metrics()])
         tabular = metrics.get("tabular")
         if tabular is not None:
             source = tabular.get("latency_source", "measured (tabular)")

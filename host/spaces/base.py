@@ -310,6 +310,15 @@ class Space(ABC, Generic[A]):
     def build_model(self, arch: A, task: Task, options: BuildOptions | None = None) -> Any:
         """An uncompiled tf-keras model of `arch` with the task's head (see BuildOptions)."""
 
+    def aux_branch(self, model: Any, task: Task) -> tuple[Any, list[Any]] | None:
+        """The model's second-input branch alone, for `[train] aux_first_epochs`.
+
+        Returns a tf-keras model from the auxiliary input to the task's output that shares
+        its layers with `model`, and those shared layers (which the trainer freezes after
+        fitting them), or None when this space's models have no such branch.
+        """
+        return None
+
     def export_model(self, trained: Any, arch: A, task: Task) -> Any:
         """The inference graph of a trained model: the same network at a static batch of one.
 

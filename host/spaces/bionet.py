@@ -289,6 +289,34 @@ class BioNetSpace(Space[BioNetArch]):
                                  aux_features=i.aux_features,
                                  output_activation=task.output_activation)
 
+    def aux_branch(self, model: Any, task: Task) -> tuple[Any, list[Any]] | None:
+        """The RR branch (rr_dense and its own head): see `rhythm_branch`."""
+        return rhythm_branch(model, task.output_activation)
+
+
+def rhythm_branch(model: Any, output_activation: str | None) -> tuple[Any, list[Any]] | None:
+    """The RR branch of a two-input `build_keras_model` network as a model of its own.
+
+    From the "rr" input through `rr_dense` to the rhythm's head (`out_rr`, and the task's
+    activation after it); the layers it returns are the branch's, shared with `model`.
+    None for a one-input network.
+    """
+    from host.train.tfenv import import_keras
+
+    if len(model.inputs) < 2:
+        return None
+    keras = import_keras()
+    head = model.get_layer("out_rr")
+    out = head.output
+    if output_activation:
+        out = keras.layers.Activation(output_activation, name="out_rr_activation")(out)
+    branch = keras.Model(model.inputs[1], out, name=f"{model.name}-rhythm")
+    # Every layer between the input and the head: rr_dense, the head (and a head's own
+    # inner layers, e.g. a regression's unit before its rescaling).
+    layers = [layer for layer in branch.layers
+              if layer.weights and layer.name != "out_rr_activation"]
+    return branch, layers
+
 
 def build_keras_model(
     arch: BioNetArch,

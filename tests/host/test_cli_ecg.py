@@ -56,6 +56,8 @@ def test_data_build_json(
             ],
             "class 'paced'",
         ),
+        (["data", "build", "--template-beats", "20", "--records", "100"],
+         "template_beats: a beat template needs alignment = 'beat'"),
         (["evaluate", "/nonexistent/model.tflite"], "model: /nonexistent/model.tflite"),
         (["train", "--out", "x"], "--arch (or, for bionet, --blocks)"),
         (["train", "--space", "nope", "--arch", "x", "--out", "x"],

@@ -21,7 +21,7 @@ from child_models import build_once  # type: ignore[import-not-found]
 from host.data import EcgDatasetConfig, load_ecg_dataset, load_record
 from host.data.beats import RR_FEATURES, detect_beats, match_beats, rr_features
 from host.data.classes import resolve_scheme
-from host.data.windows import make_beat_windows, normalize, running_stats
+from host.data.windows import make_beat_windows, normalize, running_stats, subtract_template
 from host.errors import ConfigError
 from host.train.metrics import inter_patient_metrics
 
@@ -72,6 +72,45 @@ def test_running_normalization_uses_only_the_past() -> None:
                                rtol=1e-4, atol=1e-5)
 
 
+def test_beat_template_is_the_median_of_the_previous_beats() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 16)).astype(np.float32)
+    out = subtract_template(x, 5)
+    assert out.shape == x.shape
+    np.testing.assert_array_equal(out[0], 0)  # no beat before the first: no template
+    for i in range(1, len(x)):
+        template = np.median(x[max(0, i - 5):i], axis=0)
+        np.testing.assert_allclose(out[i], x[i] - template, rtol=0, atol=1e-6)
+    # Causal: changing a later beat changes nothing before it.
+    later = x.copy()
+    later[30:] += 100
+    np.testing.assert_array_equal(subtract_template(later, 5)[:30], out[:30])
+    # A patient's steady beat vanishes, an odd beat among them stands out.
+    steady = np.tile(np.sin(np.linspace(0, 3, 16, dtype=np.float32)), (12, 1))
+    steady[8] *= 3
+    diff = subtract_template(steady, 4)
+    assert np.abs(diff[[1, 2, 7, 9, 11]]).max() < 1e-6 and np.abs(diff[8]).max() > 1
+    np.testing.assert_array_equal(subtract_template(x, 0), x)
+
+
+def test_template_runs_over_unlabelled_beats_too(data_dir: Path) -> None:
+    from host.data.beats import annotated_beats
+
+    rec = load_record("208")
+    scheme = resolve_scheme("normal-vs-ectopic")
+    raw, y, _, pos = make_beat_windows(rec, scheme, 64, "running", 90.0)
+    diff, y2, _, pos2 = make_beat_windows(rec, scheme, 64, "running", 90.0, template_beats=20)
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(pos, pos2)
+    # Far into the record, every window is its raw window minus a template of real beats.
+    assert not np.allclose(diff[100:], raw[100:])
+    assert np.abs(diff[100:]).mean() < np.abs(raw[100:]).mean()
+    # 208 has unclassifiable (Q) beats, unlabelled here: the template includes them, as a
+    # device's would, so it is not the template of the labelled windows alone.
+    assert len(y) < len(annotated_beats(rec.ann_samples, rec.ann_symbols)[0])
+    assert not np.allclose(diff, subtract_template(raw, 20))
+
+
 # --------------------------------------------------------------------------- beats on records
 def test_beat_windows_are_centred_on_the_r_peak(data_dir: Path) -> None:
     rec = load_record("100")
@@ -113,6 +152,22 @@ def test_beat_dataset_has_two_inputs_and_patient_sides(data_dir: Path, tmp_path:
     np.testing.assert_array_equal(again.aux_test, ds.aux_test)
 
 
+def test_template_setting_travels_with_the_model(data_dir: Path, tmp_path: Path) -> None:
+    from host.export.evaluate import config_from_metadata
+
+    cfg = EcgDatasetConfig(cache_dir=str(tmp_path), **{**BEAT_DATA, "template_beats": 20})
+    ds = load_ecg_dataset(cfg)
+    plain = load_ecg_dataset(EcgDatasetConfig(cache_dir=str(tmp_path), **BEAT_DATA))
+    # Its own cache entry: the same records and beats, other windows.
+    assert ds.y_test.tolist() == plain.y_test.tolist()
+    assert not np.allclose(ds.x_test, plain.x_test)
+    meta = json.loads(json.dumps(ds.metadata()))
+    assert meta["template_beats"] == 20
+    # `hilnas evaluate` rebuilds the windows the model was trained on from its metadata.
+    assert config_from_metadata(meta, data_dir=str(data_dir)).template_beats == 20
+    assert config_from_metadata({**meta, "template_beats": None}).template_beats == 0
+
+
 @pytest.mark.parametrize(
     "bad, needle",
     [
@@ -122,6 +177,10 @@ def test_beat_dataset_has_two_inputs_and_patient_sides(data_dir: Path, tmp_path:
         ({"val_fraction": 0.6}, "val_fraction"),
         ({"alignment": "beat", "preset": "ventricular"}, "beat-code preset"),
         ({"normalization": "patient"}, "normalization"),
+        ({"template_beats": 20}, "alignment = 'beat'"),
+        ({"alignment": "beat", "template_beats": -1}, "template_beats"),
+        ({"alignment": "beat", "template_beats": 500}, "template_beats"),
+        ({"alignment": "beat", "template_beats": 2.5}, "template_beats"),
     ],
 )
 def test_bad_beat_options_name_themselves(bad: dict[str, Any], needle: str) -> None:
@@ -156,6 +215,122 @@ def test_inter_patient_metrics() -> None:
     assert m["j_index"] == pytest.approx((0.5 + 0.75 + 2 / 3 + 0.75) / 4)
     # Normal vs anomalous: 6 of 8 normal kept; 5 of 8 anomalous called anomalous.
     assert m["normal_vs_anomalous_balanced_accuracy"] == pytest.approx((6 / 8 + 5 / 8) / 2)
+
+
+# --------------------------------------------------------------------------- rhythm first
+def test_rhythm_branch_is_trained_first_then_held(data_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tf_keras")
+    from host.spaces.base import get_space
+    from host.spaces.bionet import rhythm_branch
+    from host.tasks.ecg import EcgClassification
+    from host.train import TrainConfig, train_candidate
+
+    cfg = EcgDatasetConfig(cache_dir=str(tmp_path), **BEAT_DATA)
+    ds = load_ecg_dataset(cfg)
+    task = EcgClassification(cfg)
+    space = get_space("bionet", task.input_spec(), max_params=None)
+    result = train_candidate(space, space.from_key("bionet-b0-x1-l16"), task, ds,
+                             TrainConfig(epochs=2, aux_first_epochs=4, patience=None))
+    assert len(result.history["aux_first_loss"]) == 4 and len(result.history["loss"]) == 2
+    # The RR branch was frozen while the rest trained: on its own it still scores the
+    # validation loss of its last epoch of the first stage.
+    stage = rhythm_branch(result.model, task.output_activation)
+    assert stage is not None
+    branch, layers = stage
+    assert {layer.name for layer in layers} == {"rr_dense", "out_rr"}
+    branch.compile(loss="sparse_categorical_crossentropy")
+    loss = branch.evaluate(ds.aux_val, ds.y_val, verbose=0)
+    assert loss == pytest.approx(result.history["aux_first_val_loss"][-1], rel=1e-4)
+    # ... and the freeze does not outlive the training.
+    assert all(layer.trainable for layer in result.model.layers)
+
+    one_input = EcgDatasetConfig(cache_dir=str(tmp_path),
+                                 **{**BEAT_DATA, "rr_features": False})
+    task1 = EcgClassification(one_input)
+    space1 = get_space("bionet", task1.input_spec(), max_params=None)
+    with pytest.raises(ConfigError, match="aux_first_epochs: the dataset gives one input"):
+        train_candidate(space1, space1.from_key("bionet-b0-x1-l16"), task1,
+                        load_ecg_dataset(one_input), TrainConfig(epochs=1, aux_first_epochs=2))
+    with pytest.raises(ConfigError, match="aux_first_epochs"):
+        TrainConfig(aux_first_epochs=-1)
+
+
+# --------------------------------------------------------------------------- grouped CV
+def test_grouped_folds_validate_each_patient_once(data_dir: Path, tmp_path: Path) -> None:
+    from host.data.dataset import _window_patients
+
+    ds = load_ecg_dataset(EcgDatasetConfig(cache_dir=str(tmp_path), **BEAT_DATA))
+    assert ds.groups_train is not None and ds.groups_val is not None
+    assert len(ds.groups_train) == len(ds.y_train) and len(ds.groups_val) == len(ds.y_val)
+    assert set(ds.groups_train.tolist()) | set(ds.groups_val.tolist()) == set(
+        ds.records["train"] + ds.records["val"])
+    # Records 201 and 202 are one patient: one group, which a fold never divides.
+    assert _window_patients(["202", "100", "201"], {"100": 2, "201": 1, "202": 3}).tolist() == [
+        "201+202"] * 3 + ["100"] * 2 + ["201+202"]
+    folds = ds.grouped_folds(3, seed=0)
+    assert len(folds) == 3 and folds[0] is ds
+    validated: list[str] = []
+
+    def windows_with_rr(split: Any) -> set[tuple[bytes, bytes]]:
+        x = np.concatenate([split.x_train, split.x_val])
+        aux = np.concatenate([split.aux_train, split.aux_val])
+        return {(w.tobytes(), a.tobytes()) for w, a in zip(x, aux, strict=True)}
+
+    pairs = windows_with_rr(ds)
+    for fold in folds:
+        val, train = set(fold.groups_val.tolist()), set(fold.groups_train.tolist())
+        assert val and train and not val & train
+        validated += sorted(val)
+        # The same windows, each with its own RR features, only dealt differently...
+        assert len(fold.y_train) + len(fold.y_val) == len(ds.y_train) + len(ds.y_val)
+        assert windows_with_rr(fold) == pairs
+        # ... and the test patients never take part.
+        assert fold.x_test is ds.x_test and fold.y_test is ds.y_test
+    assert sorted(validated) == sorted(set(validated))
+    assert set(validated) == set(ds.groups_train.tolist()) | set(ds.groups_val.tolist())
+    with pytest.raises(ConfigError, match="cv_folds: 9 folds need at least 8 training groups"):
+        ds.grouped_folds(9)
+    # A cache entry from before windows carried their patient is rebuilt, not refused.
+    entry = tmp_path / f"{ds.config_hash}.json"
+    meta = json.loads(entry.read_text())
+    del meta["windows_per_record"]
+    entry.write_text(json.dumps(meta))
+    again = load_ecg_dataset(EcgDatasetConfig(cache_dir=str(tmp_path), **BEAT_DATA))
+    assert again.groups_train is not None
+    np.testing.assert_array_equal(again.groups_train, ds.groups_train)
+    assert "windows_per_record" in json.loads(entry.read_text())
+    shuffled = load_ecg_dataset(EcgDatasetConfig(cache_dir=str(tmp_path),
+                                                 **{**BEAT_DATA, "split": "random"}))
+    with pytest.raises(ConfigError, match="which patient each window comes from"):
+        shuffled.grouped_folds(3)
+
+
+def test_cross_validated_quality_is_the_folds_mean(data_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tf_keras")
+    from host.spaces.base import get_space
+    from host.tasks.ecg import EcgClassification
+    from host.train import TrainConfig, train_candidate
+
+    cfg = EcgDatasetConfig(cache_dir=str(tmp_path), **BEAT_DATA)
+    ds = load_ecg_dataset(cfg)
+    task = EcgClassification(cfg)
+    space = get_space("bionet", task.input_spec(), max_params=None)
+    arch = space.from_key("bionet-b0-x1-l16")
+    plain = train_candidate(space, arch, task, ds, TrainConfig(epochs=1, patience=None))
+    cv = train_candidate(space, arch, task, ds, TrainConfig(epochs=1, patience=None, cv_folds=2))
+    folds = cv.val_metrics["folds"]
+    assert cv.val_metrics["cv_folds"] == 2 and len(folds) == 2
+    assert cv.val_metrics["balanced_accuracy"] == pytest.approx(
+        np.mean([f["balanced_accuracy"] for f in folds]))
+    # Fold 1 is the configured split, trained exactly as without cross-validation: the
+    # network kept, its test figure and its fold's validation figure are that training's.
+    assert folds[0]["balanced_accuracy"] == pytest.approx(plain.val_metrics["balanced_accuracy"])
+    assert cv.test_metrics["balanced_accuracy"] == pytest.approx(
+        plain.test_metrics["balanced_accuracy"])
+    assert "2-fold grouped cross-validation" in cv.selection
+    assert folds[1]["selection"].startswith("cross-validation fold 2 of 2")
+    with pytest.raises(ConfigError, match="cv_folds"):
+        TrainConfig(cv_folds=11)
 
 
 # --------------------------------------------------------------------------- augmentation
