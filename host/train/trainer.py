@@ -230,7 +230,6 @@ def _train_once(
         # (compression) trains every layer again.
         for layer in model.layers:
             layer.trainable = True
-    if aux_history:
         result.history.update({f"aux_first_{k}": v for k, v in aux_history.items()})
         result.train_seconds += aux_seconds
         result.total_seconds += aux_seconds
@@ -258,26 +257,33 @@ def _fit_aux_first(
     branch, layers = stage
     keras = import_keras()
     keras.utils.set_random_seed(cfg.seed)
-    branch.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate, clipnorm=cfg.clipnorm),
-        loss=task.loss(keras, logits=False),
-    )
+    branch.compile(optimizer=_optimizer(keras, cfg), loss=task.loss(keras, logits=False))
     has_val = len(data.y_val) > 0
-    callbacks = []
-    if cfg.patience is not None:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss" if has_val else "loss", patience=cfg.patience,
-            min_delta=cfg.min_delta, restore_best_weights=cfg.restore_best))
     aux_train, aux_val = data.inputs("train")[1], data.inputs("val")[1]
     hist = branch.fit(
         aux_train, data.y_train,
         validation_data=(aux_val, data.y_val) if has_val else None,
-        epochs=cfg.aux_first_epochs, batch_size=cfg.batch_size, callbacks=callbacks,
-        shuffle=True, verbose=cfg.verbose, **task.fit_options(data, cfg.class_weights),
+        epochs=cfg.aux_first_epochs, batch_size=cfg.batch_size,
+        callbacks=_early_stopping(keras, cfg, has_val), shuffle=True, verbose=cfg.verbose,
+        **task.fit_options(data, cfg.class_weights),
     )
     for layer in layers:
         layer.trainable = False
     return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+
+
+def _optimizer(keras: Any, cfg: TrainConfig) -> Any:
+    """Adam at the configured rate, clipping each gradient to `clipnorm`."""
+    return keras.optimizers.Adam(learning_rate=cfg.learning_rate, clipnorm=cfg.clipnorm)
+
+
+def _early_stopping(keras: Any, cfg: TrainConfig, has_val: bool) -> list[Any]:
+    """The early-stopping callback of `cfg.patience` (none when it is None)."""
+    if cfg.patience is None:
+        return []
+    return [keras.callbacks.EarlyStopping(
+        monitor="val_loss" if has_val else "loss", patience=cfg.patience,
+        min_delta=cfg.min_delta, restore_best_weights=cfg.restore_best)]
 
 
 def train_model(
@@ -304,21 +310,9 @@ def train_model(
     if model.output_shape[-1] != expected:
         raise ConfigError(f"model: outputs {model.output_shape[-1]} values, the task {expected}")
     if not getattr(model, "optimizer", None) or not model._is_compiled:
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate, clipnorm=cfg.clipnorm),
-            loss=task.loss(keras, logits=logits),
-        )
-    callbacks = []
+        model.compile(optimizer=_optimizer(keras, cfg), loss=task.loss(keras, logits=logits))
     has_val = len(data.y_val) > 0
-    if cfg.patience is not None:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss" if has_val else "loss",
-                patience=cfg.patience,
-                min_delta=cfg.min_delta,
-                restore_best_weights=cfg.restore_best,
-            )
-        )
+    callbacks = _early_stopping(keras, cfg, has_val)
     n_inputs = len(model.inputs)
     if n_inputs != (2 if data.has_aux else 1):
         raise ConfigError(

@@ -218,17 +218,22 @@ def test_inter_patient_metrics() -> None:
 
 
 # --------------------------------------------------------------------------- rhythm first
+def _bionet_on_beats(tmp_path: Path, **data: Any) -> tuple[Any, Any, Any]:
+    """The beat dataset (BEAT_DATA with `data`), its ECG task and the bionet space for it."""
+    from host.spaces.base import get_space
+    from host.tasks.ecg import EcgClassification
+
+    cfg = EcgDatasetConfig(cache_dir=str(tmp_path), **{**BEAT_DATA, **data})
+    task = EcgClassification(cfg)
+    return load_ecg_dataset(cfg), task, get_space("bionet", task.input_spec(), max_params=None)
+
+
 def test_rhythm_branch_is_trained_first_then_held(data_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("tf_keras")
-    from host.spaces.base import get_space
     from host.spaces.bionet import rhythm_branch
-    from host.tasks.ecg import EcgClassification
     from host.train import TrainConfig, train_candidate
 
-    cfg = EcgDatasetConfig(cache_dir=str(tmp_path), **BEAT_DATA)
-    ds = load_ecg_dataset(cfg)
-    task = EcgClassification(cfg)
-    space = get_space("bionet", task.input_spec(), max_params=None)
+    ds, task, space = _bionet_on_beats(tmp_path)
     result = train_candidate(space, space.from_key("bionet-b0-x1-l16"), task, ds,
                              TrainConfig(epochs=2, aux_first_epochs=4, patience=None))
     assert len(result.history["aux_first_loss"]) == 4 and len(result.history["loss"]) == 2
@@ -244,13 +249,10 @@ def test_rhythm_branch_is_trained_first_then_held(data_dir: Path, tmp_path: Path
     # ... and the freeze does not outlive the training.
     assert all(layer.trainable for layer in result.model.layers)
 
-    one_input = EcgDatasetConfig(cache_dir=str(tmp_path),
-                                 **{**BEAT_DATA, "rr_features": False})
-    task1 = EcgClassification(one_input)
-    space1 = get_space("bionet", task1.input_spec(), max_params=None)
+    ds1, task1, space1 = _bionet_on_beats(tmp_path, rr_features=False)
     with pytest.raises(ConfigError, match="aux_first_epochs: the dataset gives one input"):
-        train_candidate(space1, space1.from_key("bionet-b0-x1-l16"), task1,
-                        load_ecg_dataset(one_input), TrainConfig(epochs=1, aux_first_epochs=2))
+        train_candidate(space1, space1.from_key("bionet-b0-x1-l16"), task1, ds1,
+                        TrainConfig(epochs=1, aux_first_epochs=2))
     with pytest.raises(ConfigError, match="aux_first_epochs"):
         TrainConfig(aux_first_epochs=-1)
 
@@ -307,14 +309,9 @@ def test_grouped_folds_validate_each_patient_once(data_dir: Path, tmp_path: Path
 
 def test_cross_validated_quality_is_the_folds_mean(data_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("tf_keras")
-    from host.spaces.base import get_space
-    from host.tasks.ecg import EcgClassification
     from host.train import TrainConfig, train_candidate
 
-    cfg = EcgDatasetConfig(cache_dir=str(tmp_path), **BEAT_DATA)
-    ds = load_ecg_dataset(cfg)
-    task = EcgClassification(cfg)
-    space = get_space("bionet", task.input_spec(), max_params=None)
+    ds, task, space = _bionet_on_beats(tmp_path)
     arch = space.from_key("bionet-b0-x1-l16")
     plain = train_candidate(space, arch, task, ds, TrainConfig(epochs=1, patience=None))
     cv = train_candidate(space, arch, task, ds, TrainConfig(epochs=1, patience=None, cv_folds=2))
