@@ -27,17 +27,25 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from host.compress import CompressConfig, compress_model  # noqa: E402
 from host.data import EcgDatasetConfig, load_ecg_dataset  # noqa: E402
+from host.errors import HilnasError  # noqa: E402
+from host.export.evaluate import evaluate_tflite  # noqa: E402
 from host.spaces.base import get_space  # noqa: E402
 from host.tasks.ecg import EcgClassification  # noqa: E402
 from host.train import TrainConfig, train_candidate  # noqa: E402
+from host.train.trainer import predict  # noqa: E402
 
 NETWORKS = {"small": "bionet-b1-x1-l16", "medium": "bionet-b2-x2-l32",
             "large": "bionet-b4-x2-l64"}
 QUICK_RECORDS = ("100", "101", "103", "106", "108", "109", "111", "112", "113", "115", "116",
                  "117", "118", "119", "201", "203", "207", "208", "209", "213", "214", "215")
-FULL_GRID = [(s, k) for s in (0.5, 0.7, 0.8, 0.9) for k in (2, 4, 8, 16)]
+# k = 2 (1 bit) only without pruning: TFMOT's sparsity-preserving clustering needs k > 2.
+FULL_GRID = [(s, k) for s in (0.5, 0.7, 0.8, 0.9) for k in (4, 8, 16)] + [(0.0, 2)]
 QUICK_GRID = [(0.5, 16), (0.8, 4)]
 MAX_LOSS_PP = 0.2
+
+
+def _bal(metrics: dict[str, Any]) -> float:
+    return float(metrics["balanced_accuracy"])
 
 
 def loss_pp(base: dict[str, Any], q: dict[str, Any]) -> float | None:
@@ -50,7 +58,8 @@ def print_run(name: str, key: str, report: dict[str, Any]) -> None:
     f32 = report["storage_float32_bytes"]["bytes"]
     base = report["stages"][0]["quality"]
     c = report["config"]
-    print(f"\n{name} {key}: sparsity {c['sparsity']} ({c['scope']}), k={c['clusters']}")
+    print(f"\n{name} {key}: channels removed {c['channels']}, sparsity {c['sparsity']} "
+          f"({c['scope']}), k={c['clusters']}")
     print(f"  {'stage':<10} {'figure':<8} {'bytes':>9} {'source':<10} {'x f32':>7} "
           f"{'bal.acc':>8} {'loss pp':>8}  quality source")
     for s in report["stages"]:
@@ -91,20 +100,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, help="training epochs (quick 4, full 15)")
     ap.add_argument("--fine-tune-epochs", type=int, help="per stage (quick 1, full 3)")
     ap.add_argument("--scope", choices=["layer", "global"], default="global")
+    ap.add_argument("--grid", help="sparsity:clusters points, e.g. '0.5:16,0.8:4' (default: "
+                    "the full or quick grid)")
+    ap.add_argument("--channels", default="0",
+                    help="fractions of channels removed first (structured pruning), each "
+                         "crossed with the grid, e.g. '0,0.5,0.75' (default 0: none)")
+    ap.add_argument("--max-windows-per-record", type=int,
+                    help="windows per record (quick 80, full 400)")
     ap.add_argument("--json", help="write every report to this file")
     args = ap.parse_args(argv)
     quick = args.quick
     epochs = args.epochs or (4 if quick else 15)
     ft = args.fine_tune_epochs if args.fine_tune_epochs is not None else (1 if quick else 3)
     grid = QUICK_GRID if quick else FULL_GRID
+    if args.grid:
+        grid = [(float(p.split(":")[0]), int(p.split(":")[1])) for p in args.grid.split(",")]
+    channel_fractions = [float(c) for c in args.channels.split(",")]
     dcfg = EcgDatasetConfig(records=QUICK_RECORDS if quick else None,
-                            max_windows_per_record=80 if quick else 400)
+                            max_windows_per_record=args.max_windows_per_record
+                            or (80 if quick else 400))
     t0 = time.perf_counter()
     ds = load_ecg_dataset(dcfg)
     task = EcgClassification(ds.config)
     space = get_space("bionet", task.input_spec())
     print(f"data: {ds.split_description}; train {len(ds.x_train)}, val {len(ds.x_val)} windows")
-    print(f"grid: {grid}; scope {args.scope}; training {epochs} epochs, fine-tuning {ft} "
+    print(f"grid: {grid} x channels removed {channel_fractions}; scope {args.scope}; "
+          f"training {epochs} epochs, fine-tuning {ft} "
           f"per stage; quality = balanced accuracy on the validation side")
     results: dict[str, Any] = {}
     for name in args.networks.split(","):
@@ -114,12 +135,33 @@ def main(argv: list[str] | None = None) -> int:
                              TrainConfig(epochs=epochs, seed=0))
         print(f"\n== {name}: {key}, trained in {time.perf_counter() - t:.0f} s "
               f"(val balanced accuracy {tr.val_metrics['balanced_accuracy']:.4f})")
+        test_float = _bal(task.score(ds.y_test, predict(tr.model, ds.x_test)))
         runs = []
-        for sparsity, k in grid:
+        reuse: dict[Any, Any] = {}
+        for channels, (sparsity, k) in ((c, p) for c in channel_fractions for p in grid):
             cfg = CompressConfig(sparsity=sparsity, clusters=k, scope=args.scope, epochs=ft,
-                                 verify_windows=64)
-            report = compress_model(tr.model, ds, task, cfg, metadata=ds.metadata()).to_json()
+                                 verify_windows=64, channels=channels)
+            try:
+                result = compress_model(tr.model, ds, task, cfg, metadata=ds.metadata(),
+                                        reuse=reuse)
+                report = result.to_json()
+                # Every choice is made on the validation side; the test patients are scored
+                # once per point, after, for the reader.
+                report["test_quality"] = {
+                    "float": test_float,
+                    "int8": _bal(evaluate_tflite(result.files["int8.tflite"], ds, side="test")),
+                    "source": "balanced accuracy on the test patients; float: tf-keras, int8: "
+                              "LiteRT on the int8 file (the LUT file's TFLM outputs equal the "
+                              "int8 model's on the verification windows)",
+                }
+            except HilnasError as exc:  # one failing point does not lose the others
+                print(f"\n{name} {key}: channels {channels}, sparsity {sparsity}, k={k}: "
+                      f"FAILED: {exc}")
+                continue
             print_run(name, key, report)
+            tq = report["test_quality"]
+            print(f"  test patients, balanced accuracy: float {tq['float']:.4f}, int8 "
+                  f"{tq['int8']:.4f} (loss {100 * (tq['float'] - tq['int8']):.2f} pp)")
             runs.append(report)
         best = None
         for r in runs:
@@ -136,11 +178,13 @@ def main(argv: list[str] | None = None) -> int:
             red, r, loss = best
             c = r["config"]
             print(f"\n{name}: largest deployed reduction within {MAX_LOSS_PP} pp: {red}x "
-                  f"(sparsity {c['sparsity']}, k={c['clusters']}, loss {loss:.2f} pp; "
+                  f"(channels removed {c['channels']}, sparsity {c['sparsity']}, "
+                  f"k={c['clusters']}, loss {loss:.2f} pp; "
                   f"{r['storage_deployed_bytes']['mcu']['bytes']} B "
                   f"{r['storage_deployed_bytes']['mcu']['file']}); CSR estimate "
                   f"{r['storage_sparse_bytes']['reduction_vs_float32']}x (estimated); "
-                  f"goal >= 60x deployed: {'met' if red >= 60 else 'not met'}")
+                  f"goal >= 60x deployed: {'met' if red >= 60 else 'not met'}; test patients: "
+                  f"float {r['test_quality']['float']:.4f}, int8 {r['test_quality']['int8']:.4f}")
         results[name] = {"key": key, "runs": runs,
                          "best": None if best is None else {"reduction": best[0],
                                                             "loss_pp": best[2],

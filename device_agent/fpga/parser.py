@@ -79,6 +79,10 @@ class _Graph:
         self.sg = self.model.Subgraphs(0)
 
     def op_name(self, op: Any) -> str:
+        """The builtin name; a custom operator by its custom code (TFLM_DECODE), not CUSTOM."""
+        code = self.model.OperatorCodes(op.OpcodeIndex())
+        if code.CustomCode() is not None:
+            return bytes(code.CustomCode()).decode("ascii", "replace")
         return operator_name(self.model, op)
 
     def tensor(self, index: int) -> Any:
@@ -178,6 +182,11 @@ def _parse(g: _Graph) -> IrModel:
         name = g.op_name(op)
         if name not in _SUPPORTED:
             hint = "; export the logits (no softmax)" if name == "SOFTMAX" else ""
+            if name == "TFLM_DECODE":
+                # Clustered weights are taken as they are in the int8 file (ROM of int8
+                # values); the LUT file's index tables and DECODE are TFLM's, not the library's.
+                hint = ("; a LUT-compressed (TFLM) model: give the generator the int8 file, "
+                        "whose clustered weights it builds as plain int8 ROM")
             raise CandidateRejected(f"operator {name} (op {i}) is not in the HLS library{hint}")
         if int(op.Inputs(0)) != current:
             raise CandidateRejected(f"op {i} ({name}) breaks the single chain of layers")

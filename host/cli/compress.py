@@ -1,4 +1,4 @@
-"""`hilnas compress MODEL`: prune, cluster, quantize and LUT-compress a trained model.
+"""`hilnas compress MODEL`: remove channels, prune, cluster, quantize and LUT-compress a model.
 
 MODEL is what `hilnas train` writes: its folder, or the `model.keras` in it. The dataset is
 rebuilt exactly as the model was trained on: from the hilnas metadata of a `.tflite` next to
@@ -24,6 +24,9 @@ def register(sub: Any) -> None:
     p.add_argument("model", help="a trained model: the folder `hilnas train` wrote, or its .keras")
     p.add_argument("--prune", type=float, required=True, metavar="SPARSITY",
                    help="target fraction of zero kernel weights, in [0, 1)")
+    p.add_argument("--channels", type=float, default=0.0, metavar="FRACTION",
+                   help="structured pruning first: the fraction of every prunable channel "
+                        "group removed, in [0, 1) (default 0: none)")
     p.add_argument("--clusters", type=int, required=True, metavar="K",
                    help="k-means weight sharing: values per kernel (2..256)")
     p.add_argument("--scope", choices=["layer", "global"], default="layer",
@@ -106,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     # Flags first: a bad value fails before TensorFlow and the data load.
     ccfg = CompressConfig(
         sparsity=args.prune, clusters=args.clusters, scope=args.scope, schedule=args.schedule,
+        channels=args.channels,
         epochs=args.epochs, learning_rate=args.learning_rate,
         verify_windows=args.verify_windows, seed=args.seed,
     )
@@ -120,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_keras_model(model_path)
     task = EcgClassification(ds.config)
     metadata = {**(meta or ds.metadata()), "compression": {
-        "sparsity": ccfg.sparsity, "clusters": ccfg.clusters, "scope": ccfg.scope}}
+        "sparsity": ccfg.sparsity, "clusters": ccfg.clusters, "scope": ccfg.scope,
+        "channels": ccfg.channels}}
     result = compress_model(model, ds, task, ccfg, metadata=metadata,
                             log=lambda m: say(f"[stage] {m}"))
     for name, buf in result.files.items():

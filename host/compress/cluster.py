@@ -20,12 +20,18 @@ from host.compress.prune import (
     _keras,
     copy_model,
     layer_kernels,
+    overall_sparsity,
     skipped_layers,
     tfmot,
 )
 from host.errors import ConfigError
 
 MIN_CLUSTERS, MAX_CLUSTERS = 2, 256
+#: TFMOT's sparsity-preserving clustering needs more clusters than this (zero is one of them).
+TFMOT_MIN_SPARSE_CLUSTERS = 2
+SPARSE_K2 = ("--clusters: k = 2 after pruning is not possible: TFMOT's sparsity-preserving "
+             "clustering keeps zero as one of the k values and needs k > 2; use k >= 3, or "
+             "--prune 0")
 
 
 @dataclass
@@ -77,6 +83,12 @@ def cluster(
     assignment of weights to them is fixed). Returns the stripped model and a report.
     """
     check_clusters(k)
+    # Zeros left by pruning stay zeros (zero is then one of the k values). TFMOT refuses
+    # k = 2 with that ("number_of_clusters must be greater than 2"), so a model without
+    # zeros is clustered without it; CompressConfig refuses k = 2 after pruning up front.
+    sparse = overall_sparsity(model) > 0
+    if sparse and k <= TFMOT_MIN_SPARSE_CLUSTERS:
+        raise ConfigError(SPARSE_K2)
     mot = tfmot()
     keras = _keras()
     C = mot.clustering.keras
@@ -103,7 +115,7 @@ def cluster(
             layer,
             number_of_clusters=k,
             cluster_centroids_init=C.CentroidInitialization.LINEAR,
-            preserve_sparsity=True,
+            preserve_sparsity=sparse,
         )
 
     src = copy_model(model)

@@ -1,9 +1,9 @@
 """`[compress] mode = "front"`: BioNetExplorer's second stage, per member of the final front.
 
 Once a search's front is final, every member's trained network goes through the stages of
-`compress_model` (float -> pruned -> clustered -> int8 -> LUT) at every point of the grid
-`sparsity` x `clusters`. Per member, the smallest deployed configuration (the bytes an MCU
-runs: the LUT file if it verified, else the int8 file) whose quality loss is at most
+`compress_model` (float -> [channels] -> pruned -> clustered -> int8 -> LUT) at every point
+of the grid `sparsity` x `clusters`. Per member, the smallest deployed configuration (the
+bytes an MCU runs: the LUT file if it verified, else the int8 file) whose quality loss is at most
 `max_quality_loss` percentage points is kept. The loss is the deployed stage's validation
 quality (the run's quality metric) against the float stage's, so it includes what int8
 quantization costs.
@@ -44,6 +44,9 @@ def settings_hash(settings: Any, train: Any) -> str:
         "batch_size": train.batch_size,
         "seed": train.seed,
     }
+    if getattr(settings, "channels", 0):
+        # Only when set: runs stored before channel pruning existed keep their hash.
+        doc["channels"] = float(settings.channels)
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -133,6 +136,7 @@ class FrontCompressor:
             sparsity=sparsity, clusters=clusters, scope=self.settings.scope,
             epochs=self.settings.fine_tune_epochs, batch_size=self.cfg.train.batch_size,
             verify_windows=self.settings.verify_windows, seed=self.cfg.train.seed,
+            channels=self.settings.channels,
         )
 
     def member(self, arch_key: str, train_key: str, label: str = "") -> dict[str, Any]:
@@ -177,6 +181,7 @@ class FrontCompressor:
             "baseline": {"stage": "float", "quality": first["quality"],
                          "source": first["quality_source"]},
             "settings": {"scope": self.settings.scope,
+                         "channels": self.settings.channels,
                          "fine_tune_epochs": self.settings.fine_tune_epochs,
                          "verify_windows": self.settings.verify_windows,
                          "settings_hash": self.hash},
@@ -225,7 +230,7 @@ class FrontCompressor:
             "train_key": train_key,
             "trained": True,
             "compression": {"sparsity": sparsity, "clusters": clusters,
-                            "scope": ccfg.scope},
+                            "scope": ccfg.scope, "channels": ccfg.channels},
         }
         result = compress_model(model, self.data, self.task, ccfg, metadata=metadata,
                                 log=lambda m: self.say(f"    [stage] {m}"), reuse=reuse)

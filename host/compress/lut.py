@@ -16,6 +16,14 @@ spec decodes the wrong values without an error.
 Every compressed model is run in the wheel's TFLM interpreter next to the uncompressed one on
 real windows, and used only if every output is bit-identical. A difference of any size rejects
 it: the deployed model stays the int8 file.
+
+A LUT model runs only in TFLM (LiteRT has no DECODE), and TFLM reads neither tensor names nor
+signature definitions, so the LUT file is written without them (LiteRT's own
+`flatbuffer_utils.strip_strings`, which keeps metadata names and custom operator codes: the
+hilnas metadata and TFLM_DECODE survive). The converter names each tensor after every
+tf-keras op fused into it, a few hundred bytes each: in a small network that is a fifth of
+the file. The verification runs on the stripped file, and `strip` in the result gives both
+sizes.
 """
 
 from __future__ import annotations
@@ -88,6 +96,7 @@ class LutResult:
     windows_differing: int = 0
     max_abs_diff_lsb: int = 0
     tflm: dict[str, Any] = field(default_factory=dict)
+    strip: dict[str, Any] = field(default_factory=dict)
 
     @property
     def verified(self) -> bool:
@@ -108,6 +117,7 @@ class LutResult:
             "tensors": [t.to_json() for t in self.tensors if not t.skip],
             "skipped_tensors": [t.to_json() for t in self.tensors if t.skip],
             "tflm": self.tflm,
+            "strip": self.strip,
         }
 
 
@@ -208,13 +218,15 @@ def lut_compress(
     *,
     force_per_tensor: bool = False,
     timing_runs: int = 10,
+    strip: bool = True,
 ) -> LutResult:
     """LUT-compress every eligible weight tensor of `int8_model` and verify it in TFLM.
 
     `windows`: real float input windows (n, length, channels); both models run each of them in
     the TFLM interpreter of the tflite-micro wheel and the compressed model is kept only if
     every output is bit-identical. The result also carries TFLM's arena with and without
-    decompression memory and the host's time per invoke (labelled: not a board).
+    decompression memory and the host's time per invoke (labelled: not a board). `strip`:
+    write the LUT file without tensor names and signatures (see the module's docstring).
     """
     from host.compress.tflm_run import run_tflm
 
@@ -228,6 +240,16 @@ def lut_compress(
     except Exception as exc:  # noqa: BLE001 - the tool raises several kinds; all mean "no LUT"
         return LutResult("failed", f"lut: the TFLM compression tool refused: {exc}",
                          tensors=plans)
+    strip_note: dict[str, Any] = {"stripped": False, "bytes_with_names": len(packed)}
+    if strip:
+        packed = strip_strings(packed)
+        strip_note = {
+            "stripped": True, "bytes_with_names": strip_note["bytes_with_names"],
+            "bytes": len(packed),
+            "what": "tensor names, subgraph names, model description and signature defs "
+                    "(ai_edge_litert.tools.flatbuffer_utils.strip_strings); metadata and "
+                    "custom operator codes kept",
+        }
     xq = _quantize_windows(int8_model, windows)
     # The decoded tensors' bytes: what an alternate decompression region must hold at most.
     decoded = sum(p.original_bytes for p in todo)
@@ -262,17 +284,32 @@ def lut_compress(
         "invoke_source": LATENCY_SOURCE,
     }
     n = len(xq)
+    names = (f", names stripped: {strip_note['bytes_with_names']} -> {len(packed)} bytes"
+             if strip else "")
     if differing:
         return LutResult(
             "rejected",
             f"lut: rejected (outputs differ on {differing} of {n} windows, max |diff| "
             f"{max_diff} LSB)",
             tensors=plans, windows=n, windows_differing=differing, max_abs_diff_lsb=max_diff,
-            tflm=tflm,
+            tflm=tflm, strip=strip_note,
         )
     return LutResult(
         "verified",
         f"lut: verified bit-exact on {n} of {n} windows ({len(todo)} tensors, "
-        f"{len(int8_model)} -> {len(packed)} bytes)",
-        model=packed, tensors=plans, windows=n, tflm=tflm,
+        f"{len(int8_model)} -> {len(packed)} bytes{names})",
+        model=packed, tensors=plans, windows=n, tflm=tflm, strip=strip_note,
     )
+
+
+def strip_strings(model: bytes) -> bytes:
+    """`model` without tensor and subgraph names, description and signature defs.
+
+    LiteRT's `flatbuffer_utils.strip_strings` on its object model; metadata (and so the hilnas
+    metadata) and custom operator codes are kept. For files only TFLM runs.
+    """
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    flatbuffer_utils.strip_strings(obj)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))

@@ -1,4 +1,8 @@
-"""The compression pipeline of BioNetExplorer: float -> pruned -> clustered -> int8 -> LUT.
+"""The compression pipeline: float -> [channels] -> pruned -> clustered -> int8 -> LUT.
+
+BioNetExplorer's order (pruning, weight sharing, quantization), with TFLM's LUT compression
+last and, optionally first, structured pruning (`channels`): the one step that makes the
+file a device runs smaller by removing weights rather than by coding them in fewer bits.
 
 Each stage is a named step that returns a `Stage`: its quality on the validation side (the
 task's metrics, with where they were measured), its bytes (with their source) and what it did.
@@ -25,7 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from host.compress.cluster import ClusterReport, check_clusters, cluster
+from host.compress.channels import prune_channels
+from host.compress.cluster import (
+    SPARSE_K2,
+    TFMOT_MIN_SPARSE_CLUSTERS,
+    ClusterReport,
+    check_clusters,
+    cluster,
+)
 from host.compress.lut import LutResult, lut_compress
 from host.compress.prune import SCHEDULES, SCOPES, _keras, prune, tfmot
 from host.compress.storage import sparse_bytes
@@ -40,7 +51,9 @@ DEVICE_KINDS = ("mcu", "linux")
 class CompressConfig:
     """How to compress. Validated on construction; errors name the command-line flag.
 
-    `sparsity`: target fraction of zero kernel weights, in [0, 1). `clusters`: k of the
+    `sparsity`: target fraction of zero kernel weights, in [0, 1). `channels`: fraction of
+    the channels of every prunable channel group removed before that (structured pruning,
+    `channels.py`; 0 skips the stage), in [0, 1). `clusters`: k of the
     k-means weight sharing (2..256), None to skip clustering. `scope`: "layer" (every layer
     to `sparsity`) or "global" (class-blind: one magnitude threshold). `epochs`: fine-tuning
     epochs after pruning and again after clustering (0: one-shot, no fine-tuning).
@@ -49,6 +62,7 @@ class CompressConfig:
 
     sparsity: float = 0.5
     clusters: int | None = 16
+    channels: float = 0.0
     scope: str = "layer"
     schedule: str = "constant"
     epochs: int = 2
@@ -61,8 +75,14 @@ class CompressConfig:
         if isinstance(self.sparsity, bool) or not isinstance(self.sparsity, (int, float)) or \
                 not 0.0 <= float(self.sparsity) < 1.0:
             raise ConfigError(f"--prune: sparsity must be in [0, 1), not {self.sparsity!r}")
+        if isinstance(self.channels, bool) or not isinstance(self.channels, (int, float)) or \
+                not 0.0 <= float(self.channels) < 1.0:
+            raise ConfigError(f"--channels: the fraction of channels removed must be in [0, 1), "
+                              f"not {self.channels!r}")
         if self.clusters is not None:
             check_clusters(self.clusters)
+            if self.clusters <= TFMOT_MIN_SPARSE_CLUSTERS and self.sparsity > 0:
+                raise ConfigError(SPARSE_K2)
         if self.scope not in SCOPES:
             raise ConfigError(f"--scope: must be one of {list(SCOPES)}, not {self.scope!r}")
         if self.schedule not in SCHEDULES:
@@ -258,8 +278,32 @@ def compress_model(
         cache["float"] = (files["float32.tflite"], float_stage)
     stages.append(copy.deepcopy(float_stage))
 
+    base = model
+    channel_key = ("channels", float(config.channels), config.epochs, config.batch_size,
+                   config.learning_rate, config.seed)
+    if config.channels > 0 and channel_key in cache:
+        log(f"channels: {config.channels:g} of each group's channels removed, as computed for "
+            "an earlier grid point")
+        base, files["channels-float32.tflite"], channel_stage = cache[channel_key]
+        stages.append(copy.deepcopy(channel_stage))
+    elif config.channels > 0:
+        t = time.perf_counter()
+        log(f"channels: removing {config.channels:g} of each group's channels, "
+            f"{config.epochs} epochs")
+        base, chrep = prune_channels(model, float(config.channels), data.x_train, fit=fit,
+                                     epochs=config.epochs)
+        files["channels-float32.tflite"] = convert(base, "float32", metadata=metadata)
+        channel_stage = Stage(
+            "channels", _quality(task, base, data.x_val, data.y_val), keras_src,
+            {"float32": _file(files["channels-float32.tflite"], "channels-float32.tflite")},
+            {"channels": chrep.to_json()}, seconds=time.perf_counter() - t,
+        )
+        cache[channel_key] = (base, files["channels-float32.tflite"], channel_stage)
+        stages.append(copy.deepcopy(channel_stage))
+
     prune_key = ("pruned", float(config.sparsity), config.scope, config.schedule,
-                 config.epochs, config.batch_size, config.learning_rate, config.seed)
+                 config.epochs, config.batch_size, config.learning_rate, config.seed,
+                 float(config.channels))
     if prune_key in cache:
         log(f"pruned: {config.scope} sparsity {config.sparsity}, as computed for an earlier "
             "grid point")
@@ -267,7 +311,7 @@ def compress_model(
     else:
         t = time.perf_counter()
         log(f"pruned: {config.scope} sparsity {config.sparsity}, {config.epochs} epochs")
-        pruned, prep = prune(model, float(config.sparsity), scope=config.scope,
+        pruned, prep = prune(base, float(config.sparsity), scope=config.scope,
                              schedule=config.schedule, fit=fit, epochs=config.epochs,
                              steps_per_epoch=steps)
         files["pruned-float32.tflite"] = convert(pruned, "float32", metadata=metadata)

@@ -310,7 +310,9 @@ class CompressSettings:
     `clusters`, and the smallest deployed configuration whose validation quality loss is at
     most `max_quality_loss` percentage points is kept) or "joint" (compression genes in the
     chromosome; not implemented, refused by the parser). `scope`: "layer" or "global"
-    (class-blind) pruning. `fine_tune_epochs`: after pruning and again after clustering.
+    (class-blind) pruning. `channels`: the fraction of every prunable channel group removed
+    first (structured pruning, the one stage that removes weights from the file; 0: none).
+    `fine_tune_epochs`: after each of the channel, pruning and clustering stages.
     `verify_windows`: validation windows the LUT model must reproduce bit-exactly in TFLM.
     """
 
@@ -318,6 +320,7 @@ class CompressSettings:
     sparsity: tuple[float, ...] = (0.5, 0.75)
     clusters: tuple[int, ...] = (4, 16)
     scope: str = "layer"
+    channels: float = 0.0
     fine_tune_epochs: int = 2
     max_quality_loss: float = 0.2
     verify_windows: int = 64
@@ -338,9 +341,19 @@ class CompressSettings:
                 raise ConfigError(
                     f"compress.clusters: each value must be an integer in 2..256, not {k!r}"
                 )
+        if 2 in self.clusters and any(s > 0 for s in self.sparsity):
+            raise ConfigError(
+                "compress.clusters: k = 2 with a sparsity > 0 is not possible: TFMOT's "
+                "sparsity-preserving clustering keeps zero as one of the k values and needs "
+                "k > 2; use k >= 3, or only sparsity 0"
+            )
         for key, values in (("sparsity", self.sparsity), ("clusters", self.clusters)):
             if len(set(values)) != len(values):
                 raise ConfigError(f"compress.{key} lists a value twice: {list(values)}")
+        if isinstance(self.channels, bool) or not isinstance(self.channels, (int, float)) or \
+                not 0 <= self.channels < 1:
+            raise ConfigError(f"compress.channels: the fraction of channels removed must be in "
+                              f"[0, 1), not {self.channels!r}")
         _positive(self.fine_tune_epochs, "compress.fine_tune_epochs", allow_zero=True)
         _positive(self.verify_windows, "compress.verify_windows")
         _positive(self.max_quality_loss, "compress.max_quality_loss", integer=False,

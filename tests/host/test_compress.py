@@ -112,7 +112,9 @@ def test_global_pruning_uses_one_threshold(trained: Any) -> None:
     "kwargs, flag",
     [({"sparsity": 1.0}, "--prune"), ({"sparsity": -0.1}, "--prune"),
      ({"clusters": 1}, "--clusters"), ({"clusters": 257}, "--clusters"),
-     ({"scope": "row"}, "--scope"), ({"epochs": -1}, "--epochs")],
+     ({"scope": "row"}, "--scope"), ({"epochs": -1}, "--epochs"),
+     ({"sparsity": 0.5, "clusters": 2}, "--clusters: k = 2 after pruning"),
+     ({"channels": 1.0}, "--channels"), ({"channels": -0.5}, "--channels")],
 )
 def test_bad_settings_name_the_flag(kwargs: dict[str, Any], flag: str) -> None:
     from host.compress import CompressConfig
@@ -182,6 +184,14 @@ def test_lut_is_bit_exact_and_deployed_on_the_mcu(run: tuple[Path, dict[str, Any
     assert t["arena_lut_bytes"] > t["arena_int8_bytes"]  # decoded weights live in the arena
     assert t["invoke_source"].startswith("host TFLM")
     assert _stage(report, "lut")["quality"] == _stage(report, "int8")["quality"]
+    # The LUT file (TFLM only) is written without tensor names; the hilnas metadata stays.
+    from host.export.flatbuf import read_metadata
+
+    strip = lut["strip"]
+    assert strip["stripped"] and strip["bytes"] == lut["bytes"] < strip["bytes_with_names"]
+    lut_file = (out / "int8-lut.tflite").read_bytes()
+    assert read_metadata(lut_file)["compression"]["clusters"] == 4
+    assert read_metadata(lut_file) == read_metadata((out / "int8.tflite").read_bytes())
 
 
 def test_lut_verification_rejects_a_wrong_lut(run: tuple[Path, dict[str, Any]],

@@ -36,7 +36,12 @@ def test_compress_is_off_by_default(tmp_path: Path) -> None:
         ({"mode": "front", "clusters": [300]}, r"compress\.clusters"),
         ({"mode": "front", "sparsity": []}, r"compress\.sparsity must be a non-empty list"),
         ({"mode": "front", "prune": 0.5}, r"unknown key compress\.prune; allowed in "
-                                          r"\[compress\]: clusters, fine_tune_epochs"),
+                                          r"\[compress\]: channels, clusters, fine_tune_epochs"),
+        ({"mode": "front", "channels": 1.0}, r"compress\.channels: the fraction of channels "
+                                             r"removed must be in \[0, 1\), not 1\.0"),
+        ({"mode": "front", "channels": True}, r"compress\.channels"),
+        ({"mode": "front", "clusters": [2, 4]}, r"compress\.clusters: k = 2 with a sparsity > 0 "
+                                                r"is not possible"),
         ({"mode": "sometimes"}, r"compress\.mode = 'sometimes' is not one of: off, front, "
                                 r"joint"),
         ({"mode": "front", "scope": "row"}, r"compress\.scope = 'row' is not one of"),
@@ -77,6 +82,20 @@ def test_shipped_compress_configs_parse() -> None:
         cfg = load_config(Path("configs") / name)
         assert cfg.compress.mode == "front" and cfg.data.alignment == "fixed"
         assert parse_config(cfg.to_doc()) == cfg
+
+
+def test_channel_pruning_is_part_of_the_stored_settings() -> None:
+    """A stored grid point is reused only under the same channel fraction; runs stored before
+    channel pruning existed (channels 0) keep their key."""
+    from host.compress.front import settings_hash
+    from host.train import TrainConfig
+
+    train = TrainConfig()
+    plain = settings_hash(CompressSettings(mode="front"), train)
+    assert settings_hash(CompressSettings(mode="front", channels=0.0), train) == plain
+    half = settings_hash(CompressSettings(mode="front", channels=0.5), train)
+    assert half != plain != settings_hash(CompressSettings(mode="front", channels=0.25), train)
+    assert CompressSettings(mode="front", channels=0.5).grid == CompressSettings().grid
 
 
 def test_choose_keeps_the_smallest_within_the_budget() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -210,3 +211,22 @@ def test_cli_export_hls_and_unknown_target(trained_model, tmp_path, capsys):
     assert "say what to export from the run (--front)" in capsys.readouterr().err
     assert main(["export", "some-run", "--front", "--runs-dir", str(tmp_path / "none")]) == 2
     assert "neither a target (hls) nor a run" in capsys.readouterr().err
+
+
+def test_a_lut_compressed_model_is_rejected_with_what_to_send_instead(trained_model):
+    """Issue 13: the generator takes clustered weights as plain int8 ROM, not TFLM's LUT file."""
+    pytest.importorskip("tflite_micro")
+    from host.compress.lut import apply_lut, plan_lut
+
+    int8 = Path(trained_model).read_bytes()
+    # The demo network is so small that every table would outweigh its savings; compress
+    # its kernels anyway (the format, not the size, is what the generator must refuse).
+    plans = [dataclasses.replace(p, skip=None) if (p.skip or "").startswith("would grow")
+             else p for p in plan_lut(int8)]
+    assert any(not p.skip for p in plans), [p.skip for p in plans]
+    lut = apply_lut(int8, plans)
+    with pytest.raises(CandidateRejected, match=r"operator TFLM_DECODE \(op \d+\) is not in the "
+                       r"HLS library; a LUT-compressed \(TFLM\) model: give the generator the "
+                       r"int8 file"):
+        parse_tflite(lut)
+    parse_tflite(int8)  # the int8 file itself is taken
