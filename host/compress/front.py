@@ -77,6 +77,7 @@ def summarise_point(stored: dict[str, Any], metric: str) -> dict[str, Any]:
     return {
         "sparsity": r["config"]["sparsity"],
         "clusters": r["config"]["clusters"],
+        "channels": r["config"].get("channels", 0.0),
         "deployed_stage": deployed_stage["stage"],
         "quality": deployed_stage["quality"],
         "loss_pp": deployed_stage["loss_pp"],
@@ -97,9 +98,12 @@ def choose(points: list[dict[str, Any]], max_loss: float) -> tuple[dict[str, Any
     if not ok:
         best = min((p for p in points if p["loss_pp"] is not None),
                    key=lambda p: p["loss_pp"], default=None)
+        channels = (f"{best['channels']:g} of the channels removed, "
+                    if best and best.get("channels") else "")
         why = (f"no grid point within {max_loss:g} pp (least loss: {best['loss_pp']:g} pp at "
-               f"sparsity {best['sparsity']:g}, k={best['clusters']}); the uncompressed int8 "
-               "model stays deployed") if best else "no grid point has a quality figure"
+               f"{channels}sparsity {best['sparsity']:g}, k={best['clusters']}); the "
+               "uncompressed int8 model stays deployed") if best else \
+            "no grid point has a quality figure"
         return None, why
     chosen = min(ok, key=lambda p: (p["storage_deployed_bytes"]["mcu"]["bytes"], p["loss_pp"]))
     return chosen, (f"smallest deployed MCU file among {len(ok)} of {len(points)} grid points "

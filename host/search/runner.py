@@ -337,7 +337,9 @@ class SearchRun:
         grid = self.cfg.compress.grid
         self._say(f"compression: {len(members)} front members x {len(grid)} grid points "
                   f"(sparsity {list(self.cfg.compress.sparsity)} x clusters "
-                  f"{list(self.cfg.compress.clusters)}, {self.cfg.compress.scope} scope)")
+                  f"{list(self.cfg.compress.clusters)}, {self.cfg.compress.scope} scope"
+                  + (f", after removing {self.cfg.compress.channels:g} of the channels"
+                     if self.cfg.compress.channels else "") + ")")
         for n, ev in enumerate(members, 1):
             assert ev.train_key is not None
             t0, start = time.perf_counter(), time.time()
