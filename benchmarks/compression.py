@@ -79,7 +79,9 @@ def print_run(name: str, key: str, report: dict[str, Any]) -> None:
     d = report["storage_deployed_bytes"]
     lut = next(s for s in report["stages"] if s["stage"] == "lut")["lut"]
     print(f"  deployed on the emulated Nano 33 BLE: {d['mcu']['bytes']} B ({d['mcu']['file']}, "
-          f"{d['mcu']['reduction_vs_float32']}x); Linux/LiteRT: {d['linux']['bytes']} B "
+          f"{d['mcu']['reduction_vs_float32']}x; against the float32 file without names "
+          f"{report['storage_float32_bytes']['stripped_bytes']} B: "
+          f"{d['mcu']['reduction_vs_float32_stripped']}x); Linux/LiteRT: {d['linux']['bytes']} B "
           f"({d['linux']['reduction_vs_float32']}x); CSR estimate "
           f"{report['storage_sparse_bytes']['bytes']} B "
           f"({report['storage_sparse_bytes']['reduction_vs_float32']}x, estimated)")

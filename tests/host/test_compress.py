@@ -177,6 +177,10 @@ def test_lut_is_bit_exact_and_deployed_on_the_mcu(run: tuple[Path, dict[str, Any
     assert v["windows_differing"] == 0 and v["windows"] == 16 and v["max_abs_diff_lsb"] == 0
     assert lut["bytes"] == (out / "int8-lut.tflite").stat().st_size
     assert lut["bytes"] < report["storage_int8_bytes"]["bytes"]
+    f32 = report["storage_float32_bytes"]
+    assert f32["stripped_bytes"] < f32["bytes"]
+    assert report["storage_deployed_bytes"]["mcu"]["reduction_vs_float32_stripped"] == round(
+        f32["stripped_bytes"] / lut["bytes"], 2)
     d = report["storage_deployed_bytes"]
     assert d["mcu"]["file"] == "int8-lut.tflite" and d["mcu"]["bytes"] == lut["bytes"]
     assert d["linux"]["file"] == "int8.tflite"
