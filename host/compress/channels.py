@@ -75,6 +75,14 @@ class ChannelReport:
         }
 
 
+def check_channel_fraction(value: Any, name: str) -> None:
+    """A fraction of channels to remove must be a number in [0, 1); `name` is the flag or key."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not 0.0 <= float(value) < 1.0:
+        raise ConfigError(f"{name}: the fraction of channels removed must be in [0, 1), "
+                          f"not {value!r}")
+
+
 class _Groups:
     """Union-find over channel groups, with the tensors and layers in each."""
 
@@ -266,9 +274,7 @@ def prune_channels(
     narrower model (it compiles it). Returns a new model (the caller's is not changed) and
     what was removed. A group keeps at least one channel.
     """
-    if isinstance(fraction, bool) or not 0.0 <= float(fraction) < 1.0:
-        raise ConfigError(f"--channels: the fraction of channels removed must be in [0, 1), "
-                          f"not {fraction!r}")
+    check_channel_fraction(fraction, "--channels")
     graph = channel_graph(model)
     report = ChannelReport(float(fraction), params_before=int(model.count_params()),
                            epochs=epochs if fit else 0)

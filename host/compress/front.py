@@ -44,7 +44,7 @@ def settings_hash(settings: Any, train: Any) -> str:
         "batch_size": train.batch_size,
         "seed": train.seed,
     }
-    if getattr(settings, "channels", 0):
+    if settings.channels:
         # Only when set: runs stored before channel pruning existed keep their hash.
         doc["channels"] = float(settings.channels)
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]

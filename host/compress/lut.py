@@ -240,16 +240,13 @@ def lut_compress(
     except Exception as exc:  # noqa: BLE001 - the tool raises several kinds; all mean "no LUT"
         return LutResult("failed", f"lut: the TFLM compression tool refused: {exc}",
                          tensors=plans)
-    strip_note: dict[str, Any] = {"stripped": False, "bytes_with_names": len(packed)}
+    strip_note: dict[str, Any] = {"stripped": strip, "bytes_with_names": len(packed)}
     if strip:
         packed = strip_strings(packed)
-        strip_note = {
-            "stripped": True, "bytes_with_names": strip_note["bytes_with_names"],
-            "bytes": len(packed),
-            "what": "tensor names, subgraph names, model description and signature defs "
-                    "(ai_edge_litert.tools.flatbuffer_utils.strip_strings); metadata and "
-                    "custom operator codes kept",
-        }
+        strip_note.update(bytes=len(packed), what=(
+            "tensor names, subgraph names, model description and signature defs "
+            "(ai_edge_litert.tools.flatbuffer_utils.strip_strings); metadata and custom "
+            "operator codes kept"))
     xq = _quantize_windows(int8_model, windows)
     # The decoded tensors' bytes: what an alternate decompression region must hold at most.
     decoded = sum(p.original_bytes for p in todo)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from host.compress.channels import prune_channels
+from host.compress.channels import check_channel_fraction, prune_channels
 from host.compress.cluster import (
     SPARSE_K2,
     TFMOT_MIN_SPARSE_CLUSTERS,
@@ -37,7 +37,7 @@ from host.compress.cluster import (
     check_clusters,
     cluster,
 )
-from host.compress.lut import LutResult, lut_compress
+from host.compress.lut import LutResult, lut_compress, strip_strings
 from host.compress.prune import SCHEDULES, SCOPES, _keras, prune, tfmot
 from host.compress.storage import sparse_bytes
 from host.compress.weights import weight_summary, weight_tensors
@@ -75,10 +75,7 @@ class CompressConfig:
         if isinstance(self.sparsity, bool) or not isinstance(self.sparsity, (int, float)) or \
                 not 0.0 <= float(self.sparsity) < 1.0:
             raise ConfigError(f"--prune: sparsity must be in [0, 1), not {self.sparsity!r}")
-        if isinstance(self.channels, bool) or not isinstance(self.channels, (int, float)) or \
-                not 0.0 <= float(self.channels) < 1.0:
-            raise ConfigError(f"--channels: the fraction of channels removed must be in [0, 1), "
-                              f"not {self.channels!r}")
+        check_channel_fraction(self.channels, "--channels")
         if self.clusters is not None:
             check_clusters(self.clusters)
             if self.clusters <= TFMOT_MIN_SPARSE_CLUSTERS and self.sparsity > 0:
@@ -281,24 +278,23 @@ def compress_model(
     base = model
     channel_key = ("channels", float(config.channels), config.epochs, config.batch_size,
                    config.learning_rate, config.seed)
-    if config.channels > 0 and channel_key in cache:
-        log(f"channels: {config.channels:g} of each group's channels removed, as computed for "
-            "an earlier grid point")
+    if config.channels > 0:
+        if channel_key in cache:
+            log(f"channels: {config.channels:g} of each group's channels removed, as computed "
+                "for an earlier grid point")
+        else:
+            t = time.perf_counter()
+            log(f"channels: removing {config.channels:g} of each group's channels, "
+                f"{config.epochs} epochs")
+            narrow, chrep = prune_channels(model, float(config.channels), data.x_train,
+                                           fit=fit, epochs=config.epochs)
+            narrow_file = convert(narrow, "float32", metadata=metadata)
+            cache[channel_key] = (narrow, narrow_file, Stage(
+                "channels", _quality(task, narrow, data.x_val, data.y_val), keras_src,
+                {"float32": _file(narrow_file, "channels-float32.tflite")},
+                {"channels": chrep.to_json()}, seconds=time.perf_counter() - t,
+            ))
         base, files["channels-float32.tflite"], channel_stage = cache[channel_key]
-        stages.append(copy.deepcopy(channel_stage))
-    elif config.channels > 0:
-        t = time.perf_counter()
-        log(f"channels: removing {config.channels:g} of each group's channels, "
-            f"{config.epochs} epochs")
-        base, chrep = prune_channels(model, float(config.channels), data.x_train, fit=fit,
-                                     epochs=config.epochs)
-        files["channels-float32.tflite"] = convert(base, "float32", metadata=metadata)
-        channel_stage = Stage(
-            "channels", _quality(task, base, data.x_val, data.y_val), keras_src,
-            {"float32": _file(files["channels-float32.tflite"], "channels-float32.tflite")},
-            {"channels": chrep.to_json()}, seconds=time.perf_counter() - t,
-        )
-        cache[channel_key] = (base, files["channels-float32.tflite"], channel_stage)
         stages.append(copy.deepcopy(channel_stage))
 
     prune_key = ("pruned", float(config.sparsity), config.scope, config.schedule,
@@ -402,8 +398,6 @@ def storage_figures(
         "linux": {**_file(files["int8.tflite"], "int8.tflite"),
                   "why": "LiteRT has no DECODE operator: the int8 file"},
     }
-    from host.compress.lut import strip_strings
-
     f32_stripped = len(strip_strings(files["float32.tflite"]))
     for d in deployed.values():
         d["reduction_vs_float32"] = round(f32 / d["bytes"], 2)

@@ -350,10 +350,9 @@ class CompressSettings:
         for key, values in (("sparsity", self.sparsity), ("clusters", self.clusters)):
             if len(set(values)) != len(values):
                 raise ConfigError(f"compress.{key} lists a value twice: {list(values)}")
-        if isinstance(self.channels, bool) or not isinstance(self.channels, (int, float)) or \
-                not 0 <= self.channels < 1:
-            raise ConfigError(f"compress.channels: the fraction of channels removed must be in "
-                              f"[0, 1), not {self.channels!r}")
+        from host.compress.channels import check_channel_fraction
+
+        check_channel_fraction(self.channels, "compress.channels")
         _positive(self.fine_tune_epochs, "compress.fine_tune_epochs", allow_zero=True)
         _positive(self.verify_windows, "compress.verify_windows")
         _positive(self.max_quality_loss, "compress.max_quality_loss", integer=False,
