@@ -88,8 +88,13 @@ def operator_name(model: Any, op: Any) -> str:
     return op_name(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
 
 
-def model_ops(data: bytes) -> list[str]:
-    """Operator names in execution order over all subgraphs; CandidateRejected if unreadable."""
+def model_ops(data: bytes, *, custom_names: bool = False) -> list[str]:
+    """Operator names in execution order over all subgraphs; CandidateRejected if unreadable.
+
+    Custom operators are "CUSTOM", or with `custom_names` their custom code: an op
+    resolver registers a custom operator by that name (TFLM's DECODE is "TFLM_DECODE"), so
+    a check against a resolver's list needs it.
+    """
     with rejecting_corrupt():
         model = read_model(data)
         if model.SubgraphsLength() < 1:
@@ -97,7 +102,11 @@ def model_ops(data: bytes) -> list[str]:
         names = []
         for s in range(model.SubgraphsLength()):
             sg = model.Subgraphs(s)
-            names += [operator_name(model, sg.Operators(i)) for i in range(sg.OperatorsLength())]
+            for i in range(sg.OperatorsLength()):
+                op = sg.Operators(i)
+                custom = model.OperatorCodes(op.OpcodeIndex()).CustomCode()
+                names.append(custom.decode("utf-8", "replace") if custom_names and custom
+                             is not None else operator_name(model, op))
         return names
 
 

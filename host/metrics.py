@@ -24,6 +24,9 @@ class MetricKind(StrEnum):
     QUALITY = "quality"
     #: measured on a device (latency, memory, power), with the device's own source label
     DEVICE = "device"
+    #: from the compression stage of a joint compression search (host/compress/joint.py):
+    #: the bytes of the compressed files a device would hold, known after training
+    COMPRESSED = "compressed"
 
 
 @dataclass(frozen=True)

@@ -191,7 +191,10 @@ class SerialBridgeBackend(Backend):
                 f"{info.model_slot_bytes} B"
             )
         try:
-            ops = model_ops(model_path.read_bytes())  # CandidateRejected if unreadable
+            # Custom operators by name, as the firmware's resolver registers them (TFLM's
+            # DECODE in a LUT-compressed model is "TFLM_DECODE"); CandidateRejected if
+            # unreadable.
+            ops = model_ops(model_path.read_bytes(), custom_names=True)
         except ConfigError:  # no TFLite schema on the bridge host: the board will say
             return
         missing = sorted(set(ops) - set(info.ops))

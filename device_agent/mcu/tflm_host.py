@@ -186,27 +186,11 @@ def allocate(model: bytes, arena_bytes: int, alt_decompression_bytes: int = 0) -
 def op_names(model: bytes) -> list[str]:
     """Operator names in execution order, custom operators by their custom code.
 
-    `device_agent.tflite_schema.model_ops` names every custom operator "CUSTOM"; a board's
-    op resolver registers custom operators by name (TFLM's DECODE is the custom operator
-    "TFLM_DECODE"), so the check against the resolver needs that name.
+    Those are the names a board's op resolver registers them under.
     """
-    from device_agent.tflite_schema import operator_name, read_model, rejecting_corrupt
+    from device_agent.tflite_schema import model_ops
 
-    with rejecting_corrupt():
-        m = read_model(model)
-        if m.SubgraphsLength() < 1:
-            raise CandidateRejected("the model has no subgraph")
-        names = []
-        for s in range(m.SubgraphsLength()):
-            sg = m.Subgraphs(s)
-            for i in range(sg.OperatorsLength()):
-                op = sg.Operators(i)
-                custom = m.OperatorCodes(op.OpcodeIndex()).CustomCode()
-                if custom is not None:
-                    names.append(custom.decode("utf-8", "replace"))
-                else:
-                    names.append(operator_name(m, op))
-        return names
+    return model_ops(model, custom_names=True)
 
 
 #: The custom operator TFLM's compression tool inserts to decode a compressed tensor.

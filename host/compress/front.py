@@ -34,9 +34,14 @@ LOSS_OF = ("the deployed stage (lut if it verified, else int8; LiteRT/TFLM) agai
            "stage (tf-keras), validation side, in percentage points")
 
 
-def settings_hash(settings: Any, train: Any) -> str:
-    """What makes two compressions of one trained network the same, but the grid point."""
-    doc = {
+def settings_hash(settings: Any, train: Any, channels: float | None = None) -> str:
+    """What makes two compressions of one trained network the same, but the grid point.
+
+    `channels`: the fraction of channels removed, when it is not the settings' one (a joint
+    search's gene).
+    """
+    channels = float(settings.channels) if channels is None else float(channels)
+    doc: dict[str, Any] = {
         "version": FRONT_VERSION,
         "scope": settings.scope,
         "fine_tune_epochs": settings.fine_tune_epochs,
@@ -44,9 +49,9 @@ def settings_hash(settings: Any, train: Any) -> str:
         "batch_size": train.batch_size,
         "seed": train.seed,
     }
-    if settings.channels:
+    if channels:
         # Only when set: runs stored before channel pruning existed keep their hash.
-        doc["channels"] = float(settings.channels)
+        doc["channels"] = channels
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -129,54 +134,41 @@ class FrontCompressor:
         self.metric = cfg.quality_objective.metric
         self.out_dir = out_dir
         self.say = say
-        self.hash = settings_hash(self.settings, cfg.train)
+        # In the joint mode `channels` is a gene (a list); each value has its own hash.
+        self.hash = settings_hash(self.settings, cfg.train,
+                                  channels=self.settings.channel_ladder[0])
         self.computed = 0  # grid points compressed by this object (not from the store)
         self.reused = 0
 
-    def compress_config(self, sparsity: float, clusters: int) -> Any:
+    def compress_config(self, sparsity: float, clusters: int,
+                        channels: float | None = None) -> Any:
         from host.compress.stages import CompressConfig
 
         return CompressConfig(
             sparsity=sparsity, clusters=clusters, scope=self.settings.scope,
             epochs=self.settings.fine_tune_epochs, batch_size=self.cfg.train.batch_size,
             verify_windows=self.settings.verify_windows, seed=self.cfg.train.seed,
-            channels=self.settings.channels,
+            channels=self.settings.channel_ladder[0] if channels is None else channels,
         )
 
     def member(self, arch_key: str, train_key: str, label: str = "") -> dict[str, Any]:
         """The compression block of one front member (computing what the store lacks)."""
         grid = self.settings.grid
-        model: Any = None
+        model: list[Any] = []  # the trainable network, built once if a point needs it
         reuse: dict[Any, Any] = {}  # the float and pruned stages, shared across the grid
         stored_points = []
         for i, (s, k) in enumerate(grid, 1):
             where = f"{label}{arch_key} [{i}/{len(grid)}] sparsity {s:g}, k={k}"
-            stored = self.store.compression(train_key, self.hash, s, k)
-            if stored is not None and all(Path(p).exists()
-                                          for p in stored["result"].get("paths", {}).values()):
-                self.reused += 1
-                self.say(f"compress {where}: from the store")
-            else:
-                if model is None:
-                    model = self._trainable(arch_key, train_key)
-                t0 = time.perf_counter()
-                self.say(f"compress {where}: pruning, clustering, int8, LUT ...")
-                result = self._compress(model, arch_key, train_key, s, k, reuse)
-                self.store.add_compression(train_key, self.hash, s, k, result,
-                                           time.perf_counter() - t0)
-                self.computed += 1
-                stored = self.store.compression(train_key, self.hash, s, k)
-                assert stored is not None
-            point = {**stored, "files": stored["result"].get("paths", {}),
-                     "report": stored["result"].get("report", "")}
-            summary = summarise_point(point, self.metric)
-            self.say(f"  -> {summary['deployed_stage']}: "
-                     f"{summary['storage_deployed_bytes']['mcu']['bytes']} B on an MCU "
-                     f"({summary['storage_deployed_bytes']['mcu']['reduction_vs_float32']}x "
-                     f"float32), loss {summary['loss_pp']} pp")
-            stored_points.append(summary)
+            stored_points.append(self.point(arch_key, train_key, s, k, where=where,
+                                            reuse=reuse, model=model))
         chosen, why = choose(stored_points, self.settings.max_quality_loss)
-        first = stored_points[0]["stages"][0]
+        return self.block(stored_points, chosen, why, self.hash,
+                          self.settings.channel_ladder[0])
+
+    def block(self, points: list[dict[str, Any]], chosen: dict[str, Any] | None, why: str,
+              hash_: str, channels: float) -> dict[str, Any]:
+        """A compression block as front.json and the report show it."""
+        first = points[0]["stages"][0]
         return {
             "mode": self.settings.mode,
             "metric": self.metric,
@@ -185,14 +177,59 @@ class FrontCompressor:
             "baseline": {"stage": "float", "quality": first["quality"],
                          "source": first["quality_source"]},
             "settings": {"scope": self.settings.scope,
-                         "channels": self.settings.channels,
+                         "channels": channels,
                          "fine_tune_epochs": self.settings.fine_tune_epochs,
                          "verify_windows": self.settings.verify_windows,
-                         "settings_hash": self.hash},
+                         "settings_hash": hash_},
             "chosen": chosen,
             "why": why,
-            "grid": stored_points,
+            "grid": points,
         }
+
+    def point(self, arch_key: str, train_key: str, sparsity: float, clusters: int, *,
+              channels: float | None = None, where: str = "",
+              reuse: dict[Any, Any] | None = None, model: list[Any] | None = None
+              ) -> dict[str, Any]:
+        """One point of a trained network, summarised (from the store, or computed and stored).
+
+        `channels`: the fraction of channels removed, when not the settings' one (a joint
+        candidate's gene). `reuse` and `model` carry the float and pruned stages and the
+        trainable network from one point of a member to the next.
+        """
+        hash_ = self.hash if channels is None else \
+            settings_hash(self.settings, self.cfg.train, channels=channels)
+        where = where or f"{arch_key} sparsity {sparsity:g}, k={clusters}"
+        stored = self.store.compression(train_key, hash_, sparsity, clusters)
+        if stored is not None and all(Path(p).exists()
+                                      for p in stored["result"].get("paths", {}).values()):
+            self.reused += 1
+            self.say(f"compress {where}: from the store")
+        else:
+            model = [] if model is None else model
+            if not model:
+                model.append(self._trainable(arch_key, train_key))
+            t0 = time.perf_counter()
+            self.say(f"compress {where}: pruning, clustering, int8, LUT ...")
+            ccfg = self.compress_config(sparsity, clusters, channels)
+            result = self._compress(model[0], arch_key, train_key, ccfg, hash_,
+                                    {} if reuse is None else reuse)
+            self.store.add_compression(train_key, hash_, sparsity, clusters, result,
+                                       time.perf_counter() - t0)
+            self.computed += 1
+            stored = self.store.compression(train_key, hash_, sparsity, clusters)
+            assert stored is not None
+        summary = summarise_point({**stored, "files": stored["result"].get("paths", {}),
+                                   "report": stored["result"].get("report", "")}, self.metric)
+        summary["settings_hash"] = hash_
+        # Every quality figure of the deployed stage (the summary has the run's metric only).
+        summary["deployed_quality"] = next(
+            s["quality"] for s in stored["result"]["stages"]
+            if s["stage"] == summary["deployed_stage"])
+        self.say(f"  -> {summary['deployed_stage']}: "
+                 f"{summary['storage_deployed_bytes']['mcu']['bytes']} B on an MCU "
+                 f"({summary['storage_deployed_bytes']['mcu']['reduction_vs_float32']}x "
+                 f"float32), loss {summary['loss_pp']} pp")
+        return summary
 
     # ------------------------------------------------------------------ internals
     def _trainable(self, arch_key: str, train_key: str) -> Any:
@@ -220,11 +257,11 @@ class FrontCompressor:
                               f"trainable graph ({exc})") from None
         return model
 
-    def _compress(self, model: Any, arch_key: str, train_key: str, sparsity: float,
-                  clusters: int, reuse: dict[Any, Any]) -> dict[str, Any]:
+    def _compress(self, model: Any, arch_key: str, train_key: str, ccfg: Any, hash_: str,
+                  reuse: dict[Any, Any]) -> dict[str, Any]:
         from host.compress.stages import compress_model
 
-        ccfg = self.compress_config(sparsity, clusters)
+        sparsity, clusters = ccfg.sparsity, ccfg.clusters
         metadata = {
             **self.data.metadata(),
             "arch": arch_key,
@@ -238,7 +275,7 @@ class FrontCompressor:
         }
         result = compress_model(model, self.data, self.task, ccfg, metadata=metadata,
                                 log=lambda m: self.say(f"    [stage] {m}"), reuse=reuse)
-        folder = self.out_dir / f"{_safe(arch_key)}-{train_key[:12]}-{self.hash[:8]}" \
+        folder = self.out_dir / f"{_safe(arch_key)}-{train_key[:12]}-{hash_[:8]}" \
             / _point_name(sparsity, clusters)
         paths = {}
         for name, buf in result.files.items():

@@ -178,6 +178,9 @@ class Objective:
             raise ConfigError(f'{self.metric} is measured on a device: it needs a device = "NAME"')
         if spec.kind is MetricKind.ANALYTIC and self.device:
             raise ConfigError(f"{self.metric} is analytic, not measured on a device")
+        if spec.kind is MetricKind.COMPRESSED and self.device:
+            raise ConfigError(f"{self.metric} is the compressed file's size, not measured on a "
+                              "device (a device's figure of that file is model_bytes@DEVICE)")
         if self.device and self.device not in devices:
             raise ConfigError(
                 f"{self.label}: no device named {self.device!r}; configured devices: "
@@ -309,9 +312,11 @@ class CompressSettings:
     front is pruned, clustered, int8-quantized and LUT-compressed over the grid `sparsity` x
     `clusters`, and the smallest deployed configuration whose validation quality loss is at
     most `max_quality_loss` percentage points is kept) or "joint" (compression genes in the
-    chromosome; not implemented, refused by the parser). `scope`: "layer" or "global"
-    (class-blind) pruning. `channels`: the fraction of every prunable channel group removed
-    first (structured pruning, the one stage that removes weights from the file; 0: none).
+    chromosome, host/compress/joint.py: every candidate is a network and a point of
+    `channels` x `sparsity` x `clusters`, compressed in the candidate pipeline and measured
+    as compressed). `scope`: "layer" or "global" (class-blind) pruning. `channels`: the
+    fraction of every prunable channel group removed first (structured pruning, the one
+    stage that removes weights from the file; 0: none); in the joint mode, a list of them.
     `fine_tune_epochs`: after each of the channel, pruning and clustering stages.
     `verify_windows`: validation windows the LUT model must reproduce bit-exactly in TFLM.
     """
@@ -320,7 +325,7 @@ class CompressSettings:
     sparsity: tuple[float, ...] = (0.5, 0.75)
     clusters: tuple[int, ...] = (4, 16)
     scope: str = "layer"
-    channels: float = 0.0
+    channels: float | tuple[float, ...] = 0.0
     fine_tune_epochs: int = 2
     max_quality_loss: float = 0.2
     verify_windows: int = 64
@@ -352,32 +357,72 @@ class CompressSettings:
                 raise ConfigError(f"compress.{key} lists a value twice: {list(values)}")
         from host.compress.channels import check_channel_fraction
 
-        check_channel_fraction(self.channels, "compress.channels")
+        if isinstance(self.channels, (list, tuple)):
+            if self.mode != "joint":
+                raise ConfigError(
+                    f"compress.channels = {list(self.channels)}: a list is the joint mode's "
+                    'channel gene; mode = "front" takes one fraction'
+                )
+            if not self.channels or len(set(self.channels)) != len(self.channels):
+                raise ConfigError("compress.channels must be a non-empty list without "
+                                  f"repeats, not {list(self.channels)}")
+            for c in self.channels:
+                check_channel_fraction(c, "compress.channels")
+            object.__setattr__(self, "channels", tuple(float(c) for c in self.channels))
+        else:
+            check_channel_fraction(self.channels, "compress.channels")
         _positive(self.fine_tune_epochs, "compress.fine_tune_epochs", allow_zero=True)
         _positive(self.verify_windows, "compress.verify_windows")
         _positive(self.max_quality_loss, "compress.max_quality_loss", integer=False,
                   allow_zero=True)
-        if self.mode == "joint":
-            raise ConfigError(
-                'compress.mode = "joint" is not implemented yet: compression genes would have '
-                "to join every space's chromosome and each candidate would be pruned, "
-                "clustered and fine-tuned inside the candidate pipeline (minutes per "
-                'candidate); use mode = "front", BioNetExplorer\'s second stage per front '
-                "member (docs/compression.md)"
-            )
 
     @property
     def grid(self) -> list[tuple[float, int]]:
         """Every (sparsity, clusters) point, in the configured order."""
         return [(float(s), int(k)) for s in self.sparsity for k in self.clusters]
 
+    @property
+    def channel_ladder(self) -> tuple[float, ...]:
+        """The channel fractions: the joint mode's gene values, or the one fraction."""
+        c = self.channels
+        return tuple(c) if isinstance(c, tuple) else (float(c),)
+
+    def wrap(self, space: Any) -> Any:
+        """The run's space: with compression genes in the joint mode, else `space` itself."""
+        if self.mode != "joint":
+            return space
+        from host.compress.joint import JointCompressionSpace
+
+        return JointCompressionSpace(space, self.channel_ladder, self.sparsity, self.clusters)
+
 
 def _check_compress(settings: CompressSettings, task: Any, space: Any,
-                    objectives: tuple[Objective, ...], tabular: Any) -> None:
-    """What `[compress]` needs from the rest of the run (ConfigErrors naming compress.mode)."""
+                    objectives: tuple[Objective, ...], tabular: Any,
+                    search: SearchSettings) -> None:
+    """What `[compress]` needs from the rest of the run (ConfigErrors naming compress.mode).
+
+    `space` is the configured space (before the joint mode adds its genes); `objectives`
+    are the objectives and the constraints.
+    """
     if settings.mode == "off":
         return
     where = f'compress.mode = "{settings.mode}"'
+    if settings.mode == "joint":
+        if search.measure_before_train:
+            raise ConfigError(
+                f"{where} with search.measure_before_train = true: the untrained network is "
+                "measured uncompressed, so its figures would reject candidates that their "
+                "compression makes fit; set measure_before_train = false"
+            )
+        sees = [o.label for o in objectives
+                if o.kind in (MetricKind.COMPRESSED, MetricKind.DEVICE)]
+        if not sees:
+            raise ConfigError(
+                f"{where}: no objective or constraint sees what compression saves (the "
+                "compressed files' deployed_mcu_bytes, deployed_linux_bytes or "
+                "compression_ratio_mcu, or a device's figures such as model_bytes@DEVICE); "
+                "the search would only learn that compression costs quality"
+            )
     if tabular is not None:
         raise ConfigError(f"{where}: a tabular run trains no networks, there is nothing to "
                           "compress")
@@ -438,7 +483,9 @@ class SearchConfig:
         """`[search] measure_before_train`, resolved: on by default with a device constraint."""
         if self.search.measure_before_train is not None:
             return self.search.measure_before_train
-        return any(c.device for c in self.constraints) and self.tabular is None
+        # Not in a joint compression search: the untrained network is measured uncompressed.
+        return any(c.device for c in self.constraints) and self.tabular is None \
+            and self.compress.mode != "joint"
 
     @property
     def quality_objective(self) -> Objective:
@@ -455,7 +502,8 @@ class SearchConfig:
         from host.spaces.base import get_space
 
         task = task or self.make_task()
-        return get_space(self.space.name, task=task, **dict(self.space.options))
+        return self.compress.wrap(get_space(self.space.name, task=task,
+                                            **dict(self.space.options)))
 
     def to_doc(self) -> dict[str, Any]:
         """The configuration as a TOML-shaped document (what `parse_config` reads back)."""
@@ -581,7 +629,6 @@ def parse_config(doc: Mapping[str, Any]) -> SearchConfig:
         # (its surrogate is refitted after every batch; docs/decisions.md, "Surrogate").
         strategy_doc = {"population": executor.workers, **strategy_doc}
     strategy = _build(StrategyConfig, strategy_doc, "strategy")
-    strategy_class(strategy.name).check(strategy, space)
 
     devices = tuple(
         _build(DeviceConfig, d, f"devices[{i}]") for i, d in enumerate(doc.get("devices") or [])
@@ -589,7 +636,11 @@ def parse_config(doc: Mapping[str, Any]) -> SearchConfig:
     names = [d.name for d in devices]
     if len(set(names)) != len(names):
         raise ConfigError(f"devices: names must be unique, got {names}")
-    metrics = catalogue(task.metrics(), space.metrics(), DEVICE_METRICS)
+    compress = _build(CompressSettings, doc.get("compress"), "compress")
+    # The joint mode's compression genes, and the figures they give (host/compress/joint.py).
+    searched = compress.wrap(space)
+    strategy_class(strategy.name).check(strategy, searched)
+    metrics = catalogue(task.metrics(), searched.metrics(), DEVICE_METRICS)
     default_objectives = [{"metric": task.default_quality()}, {"metric": "storage_int8_bytes"}]
     objectives = tuple(
         _build(Objective, o, f"objectives[{i}]").resolved(metrics, names)
@@ -620,8 +671,8 @@ def parse_config(doc: Mapping[str, Any]) -> SearchConfig:
     tabular = doc.get("tabular")
     if tabular is not None and not isinstance(tabular, str):
         raise ConfigError(f"tabular must be a file path, not {tabular!r}")
-    compress = _build(CompressSettings, doc.get("compress"), "compress")
-    _check_compress(compress, task, space, objectives, tabular)
+    search_settings = _build(SearchSettings, doc.get("search"), "search")
+    _check_compress(compress, task, space, objectives + constraints, tabular, search_settings)
     return SearchConfig(
         run=run,
         task=task_name,
@@ -637,7 +688,7 @@ def parse_config(doc: Mapping[str, Any]) -> SearchConfig:
         executor=executor,
         budget=_build(BudgetConfig, doc.get("budget"), "budget"),
         tabular=tabular,
-        search=_build(SearchSettings, doc.get("search"), "search"),
+        search=search_settings,
         compress=compress,
     )
 

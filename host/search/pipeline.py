@@ -154,6 +154,8 @@ class Exported:
     futures: dict[str, Future[Any]] = field(default_factory=dict)
     validations: dict[str, Future[dict[str, Any]]] = field(default_factory=dict)
     failure: str = ""
+    #: a device's own file where it is not `model` (a joint candidate's LUT file on an MCU)
+    device_models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class CandidatePipeline:
@@ -196,6 +198,12 @@ class CandidatePipeline:
         self.train_hash = cfg.fingerprint("train", "space")
         self.settings_hash = cfg.fingerprint("measure")
         self.runtimes: dict[str, str] = {}
+        self.kinds: dict[str, str] = {}  # device -> its kind ("mcu", "linux", ...)
+        #: trainings under way, by train key: candidates that share a network wait for one
+        self._training: dict[str, Future[Trained]] = {}
+        #: [compress] mode = "joint": arch key -> its compression block (front.json)
+        self.compressed: dict[str, dict[str, Any]] = {}
+        self._compressor: Any = None
         self.gone: dict[str, str] = {}  # device -> why it left the run
         self.export_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export")
         self.device_pools = {
@@ -220,8 +228,12 @@ class CandidatePipeline:
 
     # ------------------------------------------------------------------ keys
     def train_key(self, arch_key: str) -> str:
+        """The training of `arch_key`'s network under this run's data and training.
+
+        Candidates that differ only in their compression share it (`Space.network_key`).
+        """
         table = self.tabular.path.name if self.tabular else ""
-        raw = f"{arch_key}|{self.data_hash}|{self.train_hash}|{table}"
+        raw = f"{self.space.network_key(arch_key)}|{self.data_hash}|{self.train_hash}|{table}"
         return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
     def describe_devices(self) -> None:
@@ -233,6 +245,7 @@ class CandidatePipeline:
                 continue
             runtime = info.runtimes[0] if info.runtimes else None
             self.runtimes[name] = f"{runtime.name} {runtime.version}" if runtime else info.backend
+            self.kinds[name] = info.kind
 
     def _timed(self, stage: str, key: str, start: float, seconds: float) -> None:
         self.store.add_timing(self.run_id, stage, key, start, seconds)
@@ -242,7 +255,9 @@ class CandidatePipeline:
         """Evaluate distinct networks; returns one Evaluation per key."""
         results: dict[str, Evaluation] = {}
         figures: dict[str, Figures] = {}
-        pending: dict[Future[Trained], str] = {}
+        # A future may train several candidates (a joint compression search's candidates
+        # that share their network).
+        pending: dict[Future[Trained], list[str]] = {}
         converting: dict[Future[dict[str, Any]], str] = {}
         for key in dict.fromkeys(arch_keys):
             screened = self.screen(key)
@@ -254,7 +269,7 @@ class CandidatePipeline:
                 converting[self.export_pool.submit(self._untrained_model, key)] = key
             else:
                 self._stored_untrained_figures(key, screened)
-                pending[self.train(key)] = key
+                pending.setdefault(self.train(key), []).append(key)
         # Untrained networks are exported one after another in the export thread; each one
         # ready is measured here, the most promising first (the predictor's ranking), and
         # trained at once if it passes, while the next ones are still being exported.
@@ -262,26 +277,27 @@ class CandidatePipeline:
             if isinstance(outcome, Evaluation):
                 results[key] = outcome
             else:
-                pending[self.train(key)] = key
+                pending.setdefault(self.train(key), []).append(key)
 
         exporting: dict[str, Future[Exported]] = {}
         for future in as_completed(pending):
-            key = pending[future]
-            try:
-                trained = future.result()
-            except (DataError, ConfigError, StoreError):
-                raise  # the same for every candidate: stop the run, do not mark each failed
-            except Exception as exc:  # noqa: BLE001 - one candidate's failure, recorded
-                if not isinstance(exc, HilnasError):
-                    log.exception("training %s failed", key)
-                results[key] = self.score(
-                    key, figures[key], Stage.TRAIN, Status.FAILED,
-                    f"training failed: {type(exc).__name__}: {exc}",
-                    Trained(self.train_key(key), {}),
-                )
-                continue
-            self.on_progress(f"trained {key}")
-            exporting[key] = self.export_pool.submit(self.export, key, figures[key], trained)
+            for key in pending[future]:
+                try:
+                    trained = future.result()
+                except (DataError, ConfigError, StoreError):
+                    raise  # the same for every candidate: stop the run, fail none of them
+                except Exception as exc:  # noqa: BLE001 - one candidate's failure, recorded
+                    if not isinstance(exc, HilnasError):
+                        log.exception("training %s failed", key)
+                    results[key] = self.score(
+                        key, figures[key], Stage.TRAIN, Status.FAILED,
+                        f"training failed: {type(exc).__name__}: {exc}",
+                        Trained(self.train_key(key), {}),
+                    )
+                    continue
+                self.on_progress(f"trained {key}")
+                exporting[key] = self.export_pool.submit(self.export, key, figures[key],
+                                                         trained)
 
         for key, pending_export in exporting.items():
             results[key] = self.finish(pending_export.result())
@@ -449,8 +465,16 @@ class CandidatePipeline:
 
     # ------------------------------------------------------------------ 2. train
     def train(self, key: str) -> Future[Trained]:
-        """A future of the training of `key`: from the store, a table, or the executor."""
+        """A future of the training of `key`: from the store, a table, or the executor.
+
+        Candidates that share a network (a joint compression search) share its training:
+        a second one waits for the first one's.
+        """
         tk = self.train_key(key)
+        with self._lock:
+            running = self._training.get(tk)
+        if running is not None and not running.done():
+            return running
         stored = self.store.training(tk)
         if stored is not None:
             model = self.store.model_for(tk)
@@ -472,9 +496,10 @@ class CandidatePipeline:
             return _done(Trained(tk, metrics))
         if self.executor is None:
             raise HilnasError("no executor for training")  # pragma: no cover
+        network = self.space.network_key(key)
         job = TrainJob(
             train_key=tk,
-            arch_key=key,
+            arch_key=network,
             space=self.cfg.space.name,
             space_options=dict(self.cfg.space.options),
             task=self.cfg.task,
@@ -488,10 +513,12 @@ class CandidatePipeline:
 
         def done(f: Future[TrainOutcome]) -> None:
             try:
-                result.set_result(self._store_training(key, f.result()))
+                result.set_result(self._store_training(network, f.result()))
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
                 result.set_exception(exc)
 
+        with self._lock:
+            self._training[tk] = result
         outcome.add_done_callback(done)
         return result
 
@@ -536,6 +563,9 @@ class CandidatePipeline:
                 figures.add_many(tabular, source, names=[m.name for m in DEVICE_METRICS],
                                  device=device)
         exported = Exported(key, figures, trained, trained.model)
+        point = self.space.compression(self.space.from_key(key))
+        if point is not None:
+            return self._compressed(exported, point)
         if exported.model is None and trained.keras_path and self._needs_model():
             try:
                 exported.model = self._convert(key, trained.train_key, trained.keras_path)
@@ -545,15 +575,94 @@ class CandidatePipeline:
                 exported.failure = f"export failed: {exc}"
                 return exported
         if exported.model is not None and tabular is None:
-            for name in self.devices:
-                exported.futures[name] = self.device_pools[name].submit(
-                    self._on_device, name, exported.model, "measure", arch_key=key
-                )
-                if name in self.quality_devices:
-                    exported.validations[name] = self.device_pools[name].submit(
-                        self.validate, name, exported.model
-                    )
+            self._queue_device_work(exported)
         return exported
+
+    def _queue_device_work(self, exported: Exported) -> None:
+        """Measure (and validate, where a quality objective needs it) on every device."""
+        for name in self.devices:
+            model = exported.device_models.get(name, exported.model)
+            assert model is not None
+            exported.futures[name] = self.device_pools[name].submit(
+                self._on_device, name, model, "measure", arch_key=exported.key
+            )
+            if name in self.quality_devices:
+                exported.validations[name] = self.device_pools[name].submit(
+                    self.validate, name, model
+                )
+
+    # ------------------------------------------------------------------ 3b. compress
+    def _compressed(self, exported: Exported, point: Any) -> Exported:
+        """`[compress] mode = "joint"`: the trained network compressed at the candidate's point.
+
+        The stages of host.compress (channels, pruning, clustering, each fine-tuned; int8;
+        TFLM's LUT, verified) run here, in the export thread, or come from the store's
+        `compressions` table when this network was compressed at this point before. The
+        candidate's quality figures become the compressed model's (the float network's are
+        kept as `float:NAME`), it gains the compressed files' sizes, and each device is sent
+        the file it would run: an MCU the LUT file if it verified, any other device the int8
+        file (LiteRT has no DECODE).
+        """
+        key, figures, trained = exported.key, exported.figures, exported.trained
+        if not trained.keras_path:
+            exported.failure = "compression: no trained network in the store to compress"
+            return exported
+        t0, start = time.perf_counter(), time.time()
+        try:
+            summary = self._joint_compressor(key).point(
+                key, trained.train_key, point.sparsity, point.clusters,
+                channels=point.channels)
+        except StoreError:
+            raise
+        except (HilnasError, ValueError) as exc:
+            exported.failure = f"compression failed: {type(exc).__name__}: {exc}"
+            return exported
+        self._timed("compress", key, start, time.perf_counter() - t0)
+        stages = {s["stage"]: s for s in summary["stages"]}
+        deployed = stages[summary["deployed_stage"]]
+        for name in [label for label in figures.values if "@" not in label
+                     and label in {m.name for m in self.task.metrics()}]:
+            figures.add(f"float:{name}", figures.values[name], figures.sources[name])
+            del figures.values[name], figures.sources[name]
+        where = deployed["quality_source"]
+        figures.add_many(summary["deployed_quality"], f"validation set, compressed ({where})")
+        mcu, linux = summary["storage_deployed_bytes"]["mcu"], \
+            summary["storage_deployed_bytes"]["linux"]
+        figures.add("deployed_mcu_bytes", mcu["bytes"], f"file ({mcu['file']})")
+        figures.add("deployed_linux_bytes", linux["bytes"], f"file ({linux['file']})")
+        figures.add("compression_ratio_mcu", mcu["reduction_vs_float32"],
+                    "file (float32 file / MCU file)")
+        compressor = self._joint_compressor(key)
+        block = compressor.block([summary], summary, "the candidate's compression genes",
+                                 summary["settings_hash"], point.channels)
+        with self._lock:
+            self.compressed[key] = block
+        if not self._needs_model():
+            return exported
+        rows = {}
+        for kind, figure in (("mcu", mcu), ("linux", linux)):
+            path = Path(summary["files"][figure["file"]])
+            blob = path.read_bytes()
+            sha = hashlib.sha256(blob).hexdigest()
+            self.store.add_model(sha, trained.train_key, f"compressed-{point.suffix()}-{kind}",
+                                 str(path), len(blob), 0.0)
+            rows[kind] = {"sha256": sha, "path": str(path), "bytes": len(blob)}
+        exported.model = rows["linux"]
+        exported.device_models = {name: rows["mcu" if self.kinds.get(name) == "mcu"
+                                             else "linux"] for name in self.devices}
+        self._queue_device_work(exported)
+        return exported
+
+    def _joint_compressor(self, key: str) -> Any:
+        """The compressor of a joint search (one per run: its counters and settings)."""
+        with self._lock:
+            if self._compressor is None:
+                from host.compress.front import FrontCompressor
+
+                self._compressor = FrontCompressor(
+                    self.cfg, self.store, self.space, self.task, self.data_of(key),
+                    self.models_dir / "compressed", say=self.on_progress)
+            return self._compressor
 
     # ------------------------------------------------------------------ the task's data
     def task_of(self, key: str) -> Any:

@@ -148,7 +148,7 @@ class SearchRun:
             on_progress=self._tick,
         )
         self.normaliser = Normaliser(cfg.objectives, self._references())
-        self.strategy_trained: set[str] = set()
+        self.strategy_trained: set[str] = set()  # train keys: the networks trained
         self.explored: dict[str, Evaluation] = {}
         self.strategy = strategy_class(cfg.strategy.name)(
             SearchContext(
@@ -199,11 +199,14 @@ class SearchRun:
         valid = [k for k in keys if k is not None]
         budget = self.cfg.budget.max_trainings
         if budget is not None:
-            new = [k for k in dict.fromkeys(valid) if k not in self.strategy_trained]
+            # Counted in networks: candidates that share one (a joint compression search)
+            # need one training.
+            trains = {k: self.pipeline.train_key(k) for k in valid}
+            new = [t for t in dict.fromkeys(trains.values()) if t not in self.strategy_trained]
             room = max(budget - len(self.strategy_trained), 0)
             if len(new) > room:
                 skipped = set(new[room:])
-                keys = [None if k in skipped else k for k in keys]
+                keys = [None if k is not None and trains[k] in skipped else k for k in keys]
                 valid = [k for k in keys if k is not None]
         results = self.pipeline.evaluate(valid)
         # Objectives without a reference (figures measured on a device) get one from the
@@ -214,8 +217,8 @@ class SearchRun:
             ev = results.get(key) if key else None
             if ev is not None:
                 self.explored[ev.arch_key] = ev
-                if ev.trained:
-                    self.strategy_trained.add(ev.arch_key)
+                if ev.trained and ev.train_key is not None:
+                    self.strategy_trained.add(ev.train_key)
             self.store.add_evaluation(self.run_id, self.cfg.strategy.name, generation, idx,
                                       genome, self._evaluation_row(ev))
             scored.append(Scored(genome, ev))
@@ -439,8 +442,16 @@ class SearchRun:
                 symbol = "g_model_" + "".join(c if c.isalnum() else "_" for c in ev.arch_key)
                 write_c_array(tflite.read_bytes(), header, symbol)
                 entry["files"] = {"tflite": str(tflite), "c_header": str(header)}
-            block = self.compression.get(ev.arch_key)
+            # front mode: compressed after the search; joint: in the candidate pipeline
+            block = self.compression.get(ev.arch_key) or self.pipeline.compressed.get(ev.arch_key)
             if block is not None:
+                if block["mode"] == "joint" and block["chosen"] is not None:
+                    block["chosen"]["runs_on"] = {
+                        name: f"{state} ({file})" if state == "ok" else state
+                        for name, state in ev.runs_on.items()
+                        for file in [block["chosen"]["storage_deployed_bytes"][
+                            "mcu" if self.pipeline.kinds.get(name) == "mcu" else "linux"]["file"]]
+                    }
                 entry["compression"] = block
                 chosen = block["chosen"]
                 if chosen is not None:  # the deployed files of the chosen configuration

@@ -14,6 +14,10 @@ about a family of networks, and nothing about how they are searched:
   figures the space's own hardware model estimates (`estimates`, e.g. HALF's power);
 - **models**: `build_model` for a task (the task gives the head) and `export_model`, the
   inference graph that is converted to int8 (static batch of one; HALF folds batch norm);
+- **training and compression**: `network_key` (the network a candidate trains; candidates
+  that differ only in their compression share it) and `compression` (how the pipeline
+  compresses a candidate after training; only the joint-compression wrapper,
+  host/compress/joint.py, says anything but None);
 - **the task's data**, for a space whose genes include how the data is sampled (the
   data-aware space): `bind` gives it the run's task once, and `task_for` returns the task
   each architecture is trained and scored on (its own sample rate, window and
@@ -170,6 +174,23 @@ class Space(ABC, Generic[A]):
     def task_for(self, arch: A, task: Task) -> Task:
         """The task `arch` is trained, exported and scored on (default: the run's task)."""
         return task
+
+    # ------------------------------------------------------------------ training, compression
+    def network_key(self, key: str) -> str:
+        """The key of the network trained for architecture `key` (default: `key` itself).
+
+        Candidates that differ only in how a trained network is compressed (a joint
+        compression search, host/compress/joint.py) share one training.
+        """
+        return key
+
+    def compression(self, arch: A) -> Any:
+        """How the candidate pipeline compresses `arch` after training, or None.
+
+        A `host.compress.joint.CompressionPoint`; None (default): the trained network is
+        deployed as it is.
+        """
+        return None
 
     # ------------------------------------------------------------------ genes
     @abstractmethod

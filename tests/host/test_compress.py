@@ -291,3 +291,23 @@ def test_emulated_nano_runs_the_lut_model_only_with_compression(
     arena = struct.unpack_from("<I", ok.payload)[0]
     lut = _stage(run[1], "lut")["lut"]["tflm"]
     assert arena == lut["arena_lut_bytes"]  # decoded weights counted in the board's arena
+
+
+def test_the_emulated_nano_agent_measures_the_lut_model_with_compression(
+    run: tuple[Path, dict[str, Any]]
+) -> None:
+    """Through the agent a search uses (serial bridge to the emulated board), not the board
+    alone: the bridge's own operator check must name custom operators as the firmware's
+    resolver does (it once said "lacks CUSTOM" to a firmware that had TFLM_DECODE)."""
+    from device_agent.errors import CandidateRejected
+    from device_agent.types import MeasureSettings
+    from host.fleet import open_device
+
+    path = run[0] / "int8-lut.tflite"
+    settings = MeasureSettings(warmup_runs=1, min_runs=2, max_runs=3, time_budget_seconds=2)
+    with open_device("local:mcu-emulator?board=nano33ble&compression=1", name="nano") as nano:
+        measured = nano.measure(path, settings).to_json()
+    assert measured["memory"]["model_bytes"]["value"] == path.stat().st_size
+    with open_device("local:mcu-emulator?board=nano33ble", name="nano") as plain, \
+            pytest.raises(CandidateRejected, match="TFLM_DECODE"):
+        plain.measure(path, settings)

@@ -48,7 +48,6 @@ def test_compress_is_off_by_default(tmp_path: Path) -> None:
         ({"mode": "front", "max_quality_loss": -1}, r"compress\.max_quality_loss must be"),
         ({"mode": "front", "fine_tune_epochs": 1.5}, r"compress\.fine_tune_epochs must be"),
         ({"mode": "front", "verify_windows": 0}, r"compress\.verify_windows must be"),
-        ({"mode": "joint"}, r'compress\.mode = "joint" is not implemented yet'),
     ],
 )
 def test_bad_compress_settings_name_the_key(tmp_path: Path, table: dict[str, Any],
