@@ -1,10 +1,11 @@
-"""The report's compression view (`[compress] mode = "front"`, docs/compression.md).
+"""The report's compression view (`[compress] mode = "front"` or "joint", docs/compression.md).
 
 Per front member: storage against quality at every stage of BioNetExplorer's pipeline
-(float -> pruned -> clustered -> int8 -> LUT) for the configuration kept (or, when none was
-within the quality budget, the one that lost least), each figure with its source; the grid
-that was tried; one plot of storage against quality per stage. Read from front.json's
-"compression" blocks; nothing is shown when a run has none.
+(float -> [channels] -> pruned -> clustered -> int8 -> LUT) for the configuration kept (or,
+when none was within the quality budget, the one that lost least), each figure with its
+source; the grid that was tried (in the joint mode, the member's own point); one plot of
+storage against quality per stage. Read from front.json's "compression" blocks; nothing is
+shown when a run has none.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import html
 from pathlib import Path
 from typing import Any
 
-STAGE_ORDER = ("float", "pruned", "clustered", "int8", "lut")
+STAGE_ORDER = ("float", "channels", "pruned", "clustered", "int8", "lut")
 #: The file each stage's point on the plot stands for.
-PRIMARY = {"float": "float32", "pruned": "float32", "clustered": "float32", "int8": "int8",
-           "lut": "lut"}
+PRIMARY = {"float": "float32", "channels": "float32", "pruned": "float32",
+           "clustered": "float32", "int8": "int8", "lut": "lut"}
 
 
 def _members(front_doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -45,7 +46,9 @@ def plots(run_dir: Path, front_doc: dict[str, Any], run_id: str) -> list[tuple[s
             if b is not None and s.get("quality") is not None:
                 pts.append((s["stage"], float(b["bytes"]), float(s["quality"])))
         if pts:
-            series.append((f"{arch} (s={point['sparsity']:g}, k={point['clusters']})", pts))
+            channels = f"c={point['channels']:g}, " if point.get("channels") else ""
+            series.append((f"{arch} ({channels}s={point['sparsity']:g}, k={point['clusters']})",
+                           pts))
     if not series:
         return []
     import matplotlib
@@ -71,7 +74,8 @@ def plots(run_dir: Path, front_doc: dict[str, Any], run_id: str) -> list[tuple[s
     fig.savefig(run_dir / "compression.png")
     plt.close(fig)
     return [("compression.png", "Storage against validation quality at each compression stage "
-             "(float → pruned → clustered → int8 → LUT) of each front member's configuration "
+             "(float → [channels →] pruned → clustered → int8 → LUT) of each front member's "
+             "configuration "
              "(file bytes)")]
 
 
@@ -82,13 +86,22 @@ def section(front_doc: dict[str, Any]) -> str:
     e = html.escape
     first = members[0][1]
     scope = e(str(first.get("settings", {}).get("scope", "")))
+    stages = (f"optional channel pruning, pruning ({scope} scope), k-means weight sharing, int8 "
+              "post-training quantization and TFLite Micro LUT compression")
+    if first.get("mode") == "joint":
+        intro = (f"Compression searched with the architecture: {stages}, at each candidate's "
+                 "own point (its compression genes), inside the candidate pipeline; the "
+                 f"search scored each candidate by its compressed model. Loss is "
+                 f"{e(first.get('loss_of', ''))}. ")
+    else:
+        intro = (f"BioNetExplorer's second stage on every front member: {stages}, over the "
+                 "grid of sparsities and cluster counts. Kept per member: the smallest file "
+                 f"an MCU runs whose {e(first.get('metric', ''))} loss is at most "
+                 f"{first.get('max_quality_loss_pp')} pp; loss is "
+                 f"{e(first.get('loss_of', ''))}. ")
     parts = [
         "<h2>Compression</h2>",
-        f"<p>BioNetExplorer's second stage on every front member: pruning ({scope} scope), "
-        "k-means weight sharing, int8 post-training quantization and TFLite Micro LUT "
-        "compression, over the grid of sparsities and cluster counts. Kept per member: the "
-        f"smallest file an MCU runs whose {e(first.get('metric', ''))} loss is at most "
-        f"{first.get('max_quality_loss_pp')} pp; loss is {e(first.get('loss_of', ''))}. "
+        f"<p>{intro}"
         "Bytes: <span class=\"src\">file</span> (a .tflite written and measured) or "
         "<span class=\"src src-estimated\">estimated</span> (CSR sparse storage: no runtime "
         "here loads it).</p>",
@@ -119,7 +132,11 @@ def _member(arch: str, block: dict[str, Any]) -> str:
         return head + f"<p>{e(block.get('why', 'no result'))}</p>"
     f32 = point["storage_float32_bytes"]["bytes"]
     kept = "kept" if block.get("chosen") else "not kept (least loss shown)"
-    text = (f"<p>Sparsity {point['sparsity']:g}, k = {point['clusters']}: {kept}. "
+    channels = (f"{point['channels']:g} of the channels removed, "
+                if point.get("channels") else "")
+    text = (f"<p>{channels.capitalize() if channels else ''}"
+            f"{'sparsity' if channels else 'Sparsity'} {point['sparsity']:g}, "
+            f"k = {point['clusters']}: {kept}. "
             f"{e(block.get('why', ''))}.</p>")
     rows = []
     for s in sorted(point["stages"], key=lambda s: STAGE_ORDER.index(s["stage"])

@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS trainings (
 CREATE TABLE IF NOT EXISTS models (
     sha256      TEXT PRIMARY KEY,
     train_key   TEXT NOT NULL REFERENCES trainings(train_key),
-    kind        TEXT NOT NULL,          -- int8 | keras (the trained inference graph)
+    kind        TEXT NOT NULL,          -- int8 | keras (the trained inference graph) |
+                                        -- compressed-POINT-mcu|linux (joint compression)
     path        TEXT NOT NULL,
     bytes       INTEGER NOT NULL,
     export_seconds REAL NOT NULL,

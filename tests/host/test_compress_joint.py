@@ -239,3 +239,23 @@ def test_another_run_takes_training_and_compression_from_the_store(joint_run: An
         if key in before:
             assert row["figures"]["values"]["deployed_mcu_bytes"] == \
                 before[key]["figures"]["values"]["deployed_mcu_bytes"]
+
+
+def test_the_report_says_joint_and_orders_the_channel_stage(joint_run: Any) -> None:
+    from host.report.compression import section
+
+    first, _ = joint_run
+    front = json.loads((first.run_dir / "front.json").read_text())
+    page = section(front)
+    assert "Compression searched with the architecture" in page
+    assert "second stage" not in page
+    # the smallest file (channels removed, k = 2) is always on the front
+    assert any(e["compression"]["chosen"]["channels"] for e in front["front"])
+    for entry in front["front"]:
+        member = page[page.index(f"<code>{entry['arch']}</code>"):]
+        member = member[:member.index("</table>")]
+        if entry["compression"]["chosen"]["channels"]:
+            assert "of the channels removed" in member
+            assert member.index("<td>float</td>") < member.index("<td>channels</td>") \
+                < member.index("<td>pruned</td>") < member.index("<td>lut</td>")
+    assert "<h2>Compression</h2>" in (first.run_dir / "report.html").read_text()
