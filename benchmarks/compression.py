@@ -109,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
                          "crossed with the grid, e.g. '0,0.5,0.75' (default 0: none)")
     ap.add_argument("--max-windows-per-record", type=int,
                     help="windows per record (quick 80, full 400)")
+    ap.add_argument("--learning-rate", type=float, default=1e-4,
+                    help="fine-tuning learning rate (default 1e-4)")
+    ap.add_argument("--distill", type=float, default=0.0,
+                    help="weight of the trained model's outputs in the fine-tuning targets "
+                         "(knowledge distillation, [0, 1); default 0: labels only)")
     ap.add_argument("--json", help="write every report to this file")
     args = ap.parse_args(argv)
     quick = args.quick
@@ -127,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     space = get_space("bionet", task.input_spec())
     print(f"data: {ds.split_description}; train {len(ds.x_train)}, val {len(ds.x_val)} windows")
     print(f"grid: {grid} x channels removed {channel_fractions}; scope {args.scope}; "
-          f"training {epochs} epochs, fine-tuning {ft} "
-          f"per stage; quality = balanced accuracy on the validation side")
+          f"training {epochs} epochs, fine-tuning {ft} per stage at lr "
+          f"{args.learning_rate:g}, distillation weight {args.distill:g}; quality = balanced "
+          "accuracy on the validation side")
     results: dict[str, Any] = {}
     for name in args.networks.split(","):
         key = NETWORKS[name]
@@ -142,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         reuse: dict[Any, Any] = {}
         for channels, (sparsity, k) in ((c, p) for c in channel_fractions for p in grid):
             cfg = CompressConfig(sparsity=sparsity, clusters=k, scope=args.scope, epochs=ft,
-                                 verify_windows=64, channels=channels)
+                                 verify_windows=64, channels=channels,
+                                 learning_rate=args.learning_rate, distill=args.distill)
             try:
                 result = compress_model(tr.model, ds, task, cfg, metadata=ds.metadata(),
                                         reuse=reuse)

@@ -38,6 +38,9 @@ def register(sub: Any) -> None:
     p.add_argument("--epochs", type=int, default=2,
                    help="fine-tuning epochs after pruning and after clustering (default 2)")
     p.add_argument("--learning-rate", type=float, default=1e-4, help="fine-tuning rate (1e-4)")
+    p.add_argument("--distill", type=float, default=0.0, metavar="WEIGHT",
+                   help="knowledge distillation: the weight, in [0, 1), of the trained model's "
+                        "own outputs in the fine-tuning targets (default 0: labels only)")
     p.add_argument("--verify-windows", type=int, default=64,
                    help="validation windows the LUT model must reproduce bit-exactly (64)")
     add_dataset_options(p)
@@ -110,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     ccfg = CompressConfig(
         sparsity=args.prune, clusters=args.clusters, scope=args.scope, schedule=args.schedule,
         channels=args.channels,
-        epochs=args.epochs, learning_rate=args.learning_rate,
+        epochs=args.epochs, learning_rate=args.learning_rate, distill=args.distill,
         verify_windows=args.verify_windows, seed=args.seed,
     )
     model_path = _model_path(args.model)

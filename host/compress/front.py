@@ -52,6 +52,8 @@ def settings_hash(settings: Any, train: Any, channels: float | None = None) -> s
     if channels:
         # Only when set: runs stored before channel pruning existed keep their hash.
         doc["channels"] = channels
+    if getattr(settings, "distill", 0.0):
+        doc["distill"] = float(settings.distill)  # likewise
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -149,6 +151,7 @@ class FrontCompressor:
             epochs=self.settings.fine_tune_epochs, batch_size=self.cfg.train.batch_size,
             verify_windows=self.settings.verify_windows, seed=self.cfg.train.seed,
             channels=self.settings.channel_ladder[0] if channels is None else channels,
+            distill=self.settings.distill,
         )
 
     def member(self, arch_key: str, train_key: str, label: str = "") -> dict[str, Any]:
@@ -179,6 +182,7 @@ class FrontCompressor:
             "settings": {"scope": self.settings.scope,
                          "channels": channels,
                          "fine_tune_epochs": self.settings.fine_tune_epochs,
+                         "distill": self.settings.distill,
                          "verify_windows": self.settings.verify_windows,
                          "settings_hash": hash_},
             "chosen": chosen,

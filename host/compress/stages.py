@@ -58,6 +58,10 @@ class CompressConfig:
     to `sparsity`) or "global" (class-blind: one magnitude threshold). `epochs`: fine-tuning
     epochs after pruning and again after clustering (0: one-shot, no fine-tuning).
     `verify_windows`: validation windows the LUT model must reproduce bit-exactly in TFLM.
+    `learning_rate`: of the fine-tuning. `distill`: in [0, 1), the weight of the trained
+    (uncompressed) model's own outputs in the fine-tuning targets (knowledge distillation:
+    (1 - distill) x one-hot label + distill x teacher probabilities; classification only;
+    0: the labels alone).
     """
 
     sparsity: float = 0.5
@@ -70,6 +74,7 @@ class CompressConfig:
     learning_rate: float = 1e-4
     verify_windows: int = 64
     seed: int = 0
+    distill: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.sparsity, bool) or not isinstance(self.sparsity, (int, float)) or \
@@ -91,6 +96,7 @@ class CompressConfig:
             raise ConfigError(f"--batch-size: must be a positive integer, not {self.batch_size!r}")
         if not self.learning_rate > 0:
             raise ConfigError(f"--learning-rate: must be positive, not {self.learning_rate!r}")
+        check_distill(self.distill, "--distill")
         if not isinstance(self.verify_windows, int) or self.verify_windows < 1:
             raise ConfigError(f"--verify-windows: must be a positive integer, not "
                               f"{self.verify_windows!r}")
@@ -178,19 +184,46 @@ def _quality(task: Any, model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, f
     return {k: float(m[k]) for k in QUALITY_KEYS if k in m}
 
 
+def check_distill(value: Any, name: str) -> None:
+    """A distillation weight must be a number in [0, 1); `name` is the flag or key."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not 0.0 <= float(value) < 1.0:
+        raise ConfigError(f"{name}: the weight of the teacher's outputs must be in [0, 1), "
+                          f"not {value!r}")
+
+
 def make_fit(
-    data: Any, task: Any, config: CompressConfig
+    data: Any, task: Any, config: CompressConfig, teacher: Any = None
 ) -> Callable[[Any, int, list[Any]], None]:
-    """The fine-tuning function the pruning and clustering stages call."""
+    """The fine-tuning function the channel, pruning and clustering stages call.
+
+    With `config.distill` > 0 the targets mix the labels with `teacher`'s outputs on the
+    training windows (computed once): the compressed network is fine-tuned towards what the
+    trained one says, class probabilities and all, not only towards the label.
+    """
     keras = _keras()
+    targets, loss = data.y_train, task.loss(keras)
+    if config.distill > 0:
+        classes = getattr(task, "class_names", None)
+        if classes is None or teacher is None:
+            raise ConfigError("--distill: knowledge distillation needs a classification task "
+                              f"and the trained model ({task.name} is not one)")
+        from host.train.trainer import predict
+
+        n = len(classes())
+        soft = np.asarray(predict(teacher, data.x_train), dtype=np.float32).reshape(-1, n)
+        hard = np.eye(n, dtype=np.float32)[np.asarray(data.y_train, dtype=int)]
+        targets = (1.0 - config.distill) * hard + config.distill * soft
+        loss = keras.losses.CategoricalCrossentropy()
 
     def fit(model: Any, epochs: int, callbacks: list[Any]) -> None:
         keras.utils.set_random_seed(config.seed)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate, clipnorm=1.0),
-            loss=task.loss(keras),
+            loss=loss,
         )
-        model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=config.batch_size,
+        # class_weight with soft targets: tf-keras weighs each window by its argmax class.
+        model.fit(data.x_train, targets, epochs=epochs, batch_size=config.batch_size,
                   callbacks=callbacks, shuffle=True, verbose=0,
                   **task.fit_options(data, "balanced"))
 
@@ -254,7 +287,7 @@ def compress_model(
         )
     if len(data.x_val) == 0:
         raise ConfigError("data: the validation side is empty; every stage is scored on it")
-    fit = make_fit(data, task, config) if config.epochs > 0 else None
+    fit = make_fit(data, task, config, teacher=model) if config.epochs > 0 else None
     steps = int(np.ceil(len(data.x_train) / config.batch_size))
     rep = task.representative(data)
     files: dict[str, bytes] = {}
@@ -277,7 +310,7 @@ def compress_model(
 
     base = model
     channel_key = ("channels", float(config.channels), config.epochs, config.batch_size,
-                   config.learning_rate, config.seed)
+                   config.learning_rate, config.seed, config.distill)
     if config.channels > 0:
         if channel_key in cache:
             log(f"channels: {config.channels:g} of each group's channels removed, as computed "
@@ -299,7 +332,7 @@ def compress_model(
 
     prune_key = ("pruned", float(config.sparsity), config.scope, config.schedule,
                  config.epochs, config.batch_size, config.learning_rate, config.seed,
-                 float(config.channels))
+                 float(config.channels), config.distill)
     if prune_key in cache:
         log(f"pruned: {config.scope} sparsity {config.sparsity}, as computed for an earlier "
             "grid point")

@@ -319,6 +319,8 @@ class CompressSettings:
     stage that removes weights from the file; 0: none); in the joint mode, a list of them.
     `fine_tune_epochs`: after each of the channel, pruning and clustering stages.
     `verify_windows`: validation windows the LUT model must reproduce bit-exactly in TFLM.
+    `distill`: the weight of the trained network's own outputs in the fine-tuning targets
+    (knowledge distillation; 0: the labels alone).
     """
 
     mode: str = "off"
@@ -329,6 +331,7 @@ class CompressSettings:
     fine_tune_epochs: int = 2
     max_quality_loss: float = 0.2
     verify_windows: int = 64
+    distill: float = 0.0
 
     def __post_init__(self) -> None:
         _choice(self.mode, COMPRESS_MODES, "compress.mode")
@@ -371,6 +374,9 @@ class CompressSettings:
             object.__setattr__(self, "channels", tuple(float(c) for c in self.channels))
         else:
             check_channel_fraction(self.channels, "compress.channels")
+        from host.compress.stages import check_distill
+
+        check_distill(self.distill, "compress.distill")
         _positive(self.fine_tune_epochs, "compress.fine_tune_epochs", allow_zero=True)
         _positive(self.verify_windows, "compress.verify_windows")
         _positive(self.max_quality_loss, "compress.max_quality_loss", integer=False,

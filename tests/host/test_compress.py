@@ -114,7 +114,8 @@ def test_global_pruning_uses_one_threshold(trained: Any) -> None:
      ({"clusters": 1}, "--clusters"), ({"clusters": 257}, "--clusters"),
      ({"scope": "row"}, "--scope"), ({"epochs": -1}, "--epochs"),
      ({"sparsity": 0.5, "clusters": 2}, "--clusters: k = 2 after pruning"),
-     ({"channels": 1.0}, "--channels"), ({"channels": -0.5}, "--channels")],
+     ({"channels": 1.0}, "--channels"), ({"channels": -0.5}, "--channels"),
+     ({"distill": 1.0}, "--distill"), ({"distill": True}, "--distill")],
 )
 def test_bad_settings_name_the_flag(kwargs: dict[str, Any], flag: str) -> None:
     from host.compress import CompressConfig
@@ -122,6 +123,43 @@ def test_bad_settings_name_the_flag(kwargs: dict[str, Any], flag: str) -> None:
 
     with pytest.raises(ConfigError, match=flag):
         CompressConfig(**kwargs)
+
+
+def test_distillation_pulls_the_fine_tuning_towards_the_teacher(task: Any) -> None:
+    """With distillation the targets are the teacher's probabilities mixed with the label:
+    a teacher that says 50/50 everywhere keeps the student from the confidence the labels
+    alone give it."""
+    from types import SimpleNamespace
+
+    from host.compress import CompressConfig
+    from host.compress.stages import make_fit
+    from host.errors import ConfigError
+    from host.train.tfenv import import_keras
+
+    keras = import_keras()
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 256)
+    x = (rng.normal(0, 0.3, (256, 4)) + y[:, None] * 2.0).astype(np.float32)
+    data = SimpleNamespace(x_train=x, y_train=y)
+
+    def dense() -> Any:
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+        model.set_weights([np.zeros((4, 2), np.float32), np.zeros(2, np.float32)])
+        return model
+
+    teacher = dense()  # uniform: 0.5 / 0.5 for every window
+    confidence = {}
+    for weight in (0.0, 0.9):
+        cfg = CompressConfig(sparsity=0.0, clusters=None, epochs=40, learning_rate=0.05,
+                             distill=weight)
+        student = dense()
+        make_fit(data, task, cfg, teacher=teacher)(student, 40, [])
+        confidence[weight] = float(student.predict(x, verbose=0).max(axis=1).mean())
+    assert confidence[0.0] > 0.9  # the labels alone: separable, so confident
+    assert abs(confidence[0.9] - 0.55) < 0.05  # 0.1 x one-hot + 0.9 x 0.5
+    with pytest.raises(ConfigError, match="--distill: knowledge distillation needs"):
+        make_fit(data, SimpleNamespace(name="ppg", loss=lambda k: None),
+                 CompressConfig(distill=0.5), teacher=teacher)
 
 
 # ------------------------------------------------------------------ the whole pipeline

@@ -36,7 +36,8 @@ def test_compress_is_off_by_default(tmp_path: Path) -> None:
         ({"mode": "front", "clusters": [300]}, r"compress\.clusters"),
         ({"mode": "front", "sparsity": []}, r"compress\.sparsity must be a non-empty list"),
         ({"mode": "front", "prune": 0.5}, r"unknown key compress\.prune; allowed in "
-                                          r"\[compress\]: channels, clusters, fine_tune_epochs"),
+                                          r"\[compress\]: channels, clusters, distill, "
+                                          r"fine_tune_epochs"),
         ({"mode": "front", "channels": 1.0}, r"compress\.channels: the fraction of channels "
                                              r"removed must be in \[0, 1\), not 1\.0"),
         ({"mode": "front", "channels": True}, r"compress\.channels"),
@@ -48,6 +49,8 @@ def test_compress_is_off_by_default(tmp_path: Path) -> None:
         ({"mode": "front", "max_quality_loss": -1}, r"compress\.max_quality_loss must be"),
         ({"mode": "front", "fine_tune_epochs": 1.5}, r"compress\.fine_tune_epochs must be"),
         ({"mode": "front", "verify_windows": 0}, r"compress\.verify_windows must be"),
+        ({"mode": "front", "distill": 1.0}, r"compress\.distill: the weight of the teacher's "
+                                            r"outputs must be in \[0, 1\)"),
     ],
 )
 def test_bad_compress_settings_name_the_key(tmp_path: Path, table: dict[str, Any],
@@ -95,6 +98,8 @@ def test_channel_pruning_is_part_of_the_stored_settings() -> None:
     half = settings_hash(CompressSettings(mode="front", channels=0.5), train)
     assert half != plain != settings_hash(CompressSettings(mode="front", channels=0.25), train)
     assert CompressSettings(mode="front", channels=0.5).grid == CompressSettings().grid
+    assert settings_hash(CompressSettings(mode="front", distill=0.0), train) == plain
+    assert settings_hash(CompressSettings(mode="front", distill=0.5), train) != plain
 
 
 def test_choose_keeps_the_smallest_within_the_budget() -> None:
