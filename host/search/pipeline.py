@@ -613,8 +613,10 @@ class CandidatePipeline:
                 key, trained.train_key, point.sparsity, point.clusters,
                 channels=point.channels)
         except StoreError:
-            raise
-        except (HilnasError, ValueError) as exc:
+            raise  # nowhere to keep results: stop the run (it resumes), fail no candidate
+        except Exception as exc:  # noqa: BLE001 - one candidate's failure, recorded
+            if not isinstance(exc, HilnasError):
+                log.exception("compressing %s failed", key)
             exported.failure = f"compression failed: {type(exc).__name__}: {exc}"
             return exported
         self._timed("compress", key, start, time.perf_counter() - t0)
