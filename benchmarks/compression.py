@@ -59,7 +59,8 @@ def print_run(name: str, key: str, report: dict[str, Any]) -> None:
     base = report["stages"][0]["quality"]
     c = report["config"]
     print(f"\n{name} {key}: channels removed {c['channels']}, sparsity {c['sparsity']} "
-          f"({c['scope']}), k={c['clusters']}")
+          f"({c['scope']}), k={c['clusters']}; fine-tuning lr {c['learning_rate']:g}, "
+          f"distillation weight {c['distill']:g}")
     print(f"  {'stage':<10} {'figure':<8} {'bytes':>9} {'source':<10} {'x f32':>7} "
           f"{'bal.acc':>8} {'loss pp':>8}  quality source")
     for s in report["stages"]:
@@ -109,11 +110,13 @@ def main(argv: list[str] | None = None) -> int:
                          "crossed with the grid, e.g. '0,0.5,0.75' (default 0: none)")
     ap.add_argument("--max-windows-per-record", type=int,
                     help="windows per record (quick 80, full 400)")
-    ap.add_argument("--learning-rate", type=float, default=1e-4,
-                    help="fine-tuning learning rate (default 1e-4)")
-    ap.add_argument("--distill", type=float, default=0.0,
-                    help="weight of the trained model's outputs in the fine-tuning targets "
-                         "(knowledge distillation, [0, 1); default 0: labels only)")
+    ap.add_argument("--learning-rate", default="1e-4",
+                    help="fine-tuning learning rates, e.g. '1e-4,1e-3' (default 1e-4)")
+    ap.add_argument("--distill", default="0",
+                    help="weights of the trained model's outputs in the fine-tuning targets "
+                         "(knowledge distillation, each in [0, 1)), e.g. '0,0.7' (default 0: "
+                         "labels only); crossed with the learning rates, the channels and "
+                         "the grid")
     ap.add_argument("--json", help="write every report to this file")
     args = ap.parse_args(argv)
     quick = args.quick
@@ -123,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.grid:
         grid = [(float(p.split(":")[0]), int(p.split(":")[1])) for p in args.grid.split(",")]
     channel_fractions = [float(c) for c in args.channels.split(",")]
+    tunings = [(float(lr), float(w)) for lr in args.learning_rate.split(",")
+               for w in args.distill.split(",")]
     dcfg = EcgDatasetConfig(records=QUICK_RECORDS if quick else None,
                             max_windows_per_record=args.max_windows_per_record
                             or (80 if quick else 400))
@@ -132,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     space = get_space("bionet", task.input_spec())
     print(f"data: {ds.split_description}; train {len(ds.x_train)}, val {len(ds.x_val)} windows")
     print(f"grid: {grid} x channels removed {channel_fractions}; scope {args.scope}; "
-          f"training {epochs} epochs, fine-tuning {ft} per stage at lr "
-          f"{args.learning_rate:g}, distillation weight {args.distill:g}; quality = balanced "
-          "accuracy on the validation side")
+          f"training {epochs} epochs, fine-tuning {ft} per stage at (learning rate, "
+          f"distillation weight) {tunings}; quality = balanced accuracy on the validation "
+          "side")
     results: dict[str, Any] = {}
     for name in args.networks.split(","):
         key = NETWORKS[name]
@@ -145,11 +150,12 @@ def main(argv: list[str] | None = None) -> int:
               f"(val balanced accuracy {tr.val_metrics['balanced_accuracy']:.4f})")
         test_float = _bal(task.score(ds.y_test, predict(tr.model, ds.x_test)))
         runs = []
-        reuse: dict[Any, Any] = {}
-        for channels, (sparsity, k) in ((c, p) for c in channel_fractions for p in grid):
+        reuse: dict[Any, Any] = {}  # stages are cached by all of their settings
+        for (lr, distill), channels, (sparsity, k) in (
+                (t, c, p) for t in tunings for c in channel_fractions for p in grid):
             cfg = CompressConfig(sparsity=sparsity, clusters=k, scope=args.scope, epochs=ft,
                                  verify_windows=64, channels=channels,
-                                 learning_rate=args.learning_rate, distill=args.distill)
+                                 learning_rate=lr, distill=distill)
             try:
                 result = compress_model(tr.model, ds, task, cfg, metadata=ds.metadata(),
                                         reuse=reuse)
@@ -164,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                               "int8 model's on the verification windows)",
                 }
             except HilnasError as exc:  # one failing point does not lose the others
-                print(f"\n{name} {key}: channels {channels}, sparsity {sparsity}, k={k}: "
-                      f"FAILED: {exc}")
+                print(f"\n{name} {key}: lr {lr:g}, distill {distill:g}, channels {channels}, "
+                      f"sparsity {sparsity}, k={k}: FAILED: {exc}")
                 continue
             print_run(name, key, report)
             tq = report["test_quality"]
@@ -187,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             red, r, loss = best
             c = r["config"]
             print(f"\n{name}: largest deployed reduction within {MAX_LOSS_PP} pp: {red}x "
-                  f"(channels removed {c['channels']}, sparsity {c['sparsity']}, "
+                  f"(lr {c['learning_rate']:g}, distill {c['distill']:g}, "
+                  f"channels removed {c['channels']}, sparsity {c['sparsity']}, "
                   f"k={c['clusters']}, loss {loss:.2f} pp; "
                   f"{r['storage_deployed_bytes']['mcu']['bytes']} B "
                   f"{r['storage_deployed_bytes']['mcu']['file']}); CSR estimate "

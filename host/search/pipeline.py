@@ -634,6 +634,20 @@ class CandidatePipeline:
         figures.add("deployed_linux_bytes", linux["bytes"], f"file ({linux['file']})")
         figures.add("compression_ratio_mcu", mcu["reduction_vs_float32"],
                     "file (float32 file / MCU file)")
+        # The test figures the front reports are the deployed model's too (the int8 file:
+        # the LUT file's TFLM outputs equal its outputs on the verification windows); the
+        # float network's stay as `test_float`. Scored for the reader, never for a choice.
+        from dataclasses import replace
+
+        from host.export.evaluate import evaluate_tflite
+
+        try:
+            test = evaluate_tflite(Path(summary["files"][linux["file"]]).read_bytes(),
+                                   self.data_of(key), side="test")
+            exported.trained = trained = replace(trained, metrics={
+                **trained.metrics, "test": test, "test_float": trained.metrics.get("test", {})})
+        except (HilnasError, ValueError) as exc:
+            log.warning("%s: no test figures of the compressed model (%s)", key, exc)
         compressor = self._joint_compressor(key)
         block = compressor.block([summary], summary, "the candidate's compression genes",
                                  summary["settings_hash"], point.channels)

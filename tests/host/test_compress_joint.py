@@ -154,6 +154,8 @@ def joint_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Any:
         space={"name": "bionet", "max_blocks": 0, "max_lstm_cells": 16},
         train={"epochs": 1, "patience": 1},
         strategy={"name": "exhaustive", "population": 16},
+        # The budget counts networks trained: one is enough for all four candidates.
+        budget={"max_trainings": 1},
         objectives=[{"metric": "f1_macro"}, {"metric": "deployed_mcu_bytes"}],
         devices=[{"name": "nano", "address": "local:mcu-emulator?board=nano33ble&compression=1"},
                  {"name": "local", "address": "local"}],
@@ -164,7 +166,7 @@ def joint_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Any:
     first = run_search(cfg, progress=False)
     # Another run of the same configuration: its network and its points are in the store.
     again = run_search(cfg, progress=False)
-    return first, again
+    return first, again, cfg
 
 
 def _store(run: Any) -> Any:
@@ -180,9 +182,9 @@ def _evaluated(run: Any) -> dict[str, dict[str, Any]]:
 
 
 def test_candidates_that_share_a_network_share_its_training(joint_run: Any) -> None:
-    first, _ = joint_run
+    first, _, _ = joint_run
     evaluated = _evaluated(first)
-    assert len(evaluated) == 4  # every point of the one network, in one batch
+    assert len(evaluated) == 4  # every point of the one network, in one batch, in budget
     assert len({r["train_key"] for r in evaluated.values()}) == 1
     store = _store(first)
     assert store._query("SELECT COUNT(*) AS n FROM trainings")[0]["n"] == 1
@@ -192,7 +194,7 @@ def test_candidates_that_share_a_network_share_its_training(joint_run: Any) -> N
 
 
 def test_each_candidate_is_scored_and_measured_as_compressed(joint_run: Any) -> None:
-    first, _ = joint_run
+    first, _, _ = joint_run
     evaluated = _evaluated(first)
     for key, row in evaluated.items():
         values, sources = row["figures"]["values"], row["figures"]["sources"]
@@ -212,7 +214,7 @@ def test_each_candidate_is_scored_and_measured_as_compressed(joint_run: Any) -> 
 
 
 def test_front_json_carries_each_members_compression(joint_run: Any) -> None:
-    first, _ = joint_run
+    first, _, _ = joint_run
     front = json.loads((first.run_dir / "front.json").read_text())
     assert front["front"]
     for entry in front["front"]:
@@ -226,8 +228,21 @@ def test_front_json_carries_each_members_compression(joint_run: Any) -> None:
         assert mcu.stat().st_size == entry["figures"]["deployed_mcu_bytes"]["value"]
 
 
+def test_the_fronts_test_figures_are_the_compressed_models(joint_run: Any) -> None:
+    from host.export.evaluate import evaluate_tflite
+    from host.search.jobs import load_dataset
+
+    first, _, cfg = joint_run
+    data = load_dataset(cfg.make_task())
+    front = json.loads((first.run_dir / "front.json").read_text())
+    for entry in front["front"]:
+        linux = Path(entry["files"]["compressed_linux"]).read_bytes()
+        assert entry["test_metrics"]["f1_macro"] == \
+            evaluate_tflite(linux, data, side="test")["f1_macro"]
+
+
 def test_another_run_takes_training_and_compression_from_the_store(joint_run: Any) -> None:
-    first, again = joint_run
+    first, again, _ = joint_run
     store = _store(first)
     assert store._query("SELECT COUNT(*) AS n FROM compressions")[0]["n"] == \
         len(_evaluated(first))
@@ -244,7 +259,7 @@ def test_another_run_takes_training_and_compression_from_the_store(joint_run: An
 def test_the_report_says_joint_and_orders_the_channel_stage(joint_run: Any) -> None:
     from host.report.compression import section
 
-    first, _ = joint_run
+    first, _, _ = joint_run
     front = json.loads((first.run_dir / "front.json").read_text())
     page = section(front)
     assert "Compression searched with the architecture" in page
