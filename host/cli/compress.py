@@ -37,10 +37,10 @@ def register(sub: Any) -> None:
     p.add_argument("--config", help="a search configuration whose [data] table built the data")
     p.add_argument("--epochs", type=int, default=2,
                    help="fine-tuning epochs after pruning and after clustering (default 2)")
-    p.add_argument("--learning-rate", type=float, default=1e-4, help="fine-tuning rate (1e-4)")
-    p.add_argument("--distill", type=float, default=0.0, metavar="WEIGHT",
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="fine-tuning rate (1e-3)")
+    p.add_argument("--distill", type=float, default=0.7, metavar="WEIGHT",
                    help="knowledge distillation: the weight, in [0, 1), of the trained model's "
-                        "own outputs in the fine-tuning targets (default 0: labels only)")
+                        "own outputs in the fine-tuning targets (default 0.7; 0: labels only)")
     p.add_argument("--verify-windows", type=int, default=64,
                    help="validation windows the LUT model must reproduce bit-exactly (64)")
     add_dataset_options(p)

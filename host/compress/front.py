@@ -52,8 +52,12 @@ def settings_hash(settings: Any, train: Any, channels: float | None = None) -> s
     if channels:
         # Only when set: runs stored before channel pruning existed keep their hash.
         doc["channels"] = channels
-    if getattr(settings, "distill", 0.0):
-        doc["distill"] = float(settings.distill)  # likewise
+    # Fine-tuning settings other than the first ones (lr 1e-4, no distillation), likewise:
+    # results stored under those keep their hash, and are never taken for these.
+    if float(settings.learning_rate) != 1e-4:
+        doc["learning_rate"] = float(settings.learning_rate)
+    if float(settings.distill):
+        doc["distill"] = float(settings.distill)
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -151,7 +155,7 @@ class FrontCompressor:
             epochs=self.settings.fine_tune_epochs, batch_size=self.cfg.train.batch_size,
             verify_windows=self.settings.verify_windows, seed=self.cfg.train.seed,
             channels=self.settings.channel_ladder[0] if channels is None else channels,
-            distill=self.settings.distill,
+            distill=self.settings.distill, learning_rate=self.settings.learning_rate,
         )
 
     def member(self, arch_key: str, train_key: str, label: str = "") -> dict[str, Any]:
@@ -182,6 +186,7 @@ class FrontCompressor:
             "settings": {"scope": self.settings.scope,
                          "channels": channels,
                          "fine_tune_epochs": self.settings.fine_tune_epochs,
+                         "learning_rate": self.settings.learning_rate,
                          "distill": self.settings.distill,
                          "verify_windows": self.settings.verify_windows,
                          "settings_hash": hash_},

@@ -61,7 +61,7 @@ class CompressConfig:
     `learning_rate`: of the fine-tuning. `distill`: in [0, 1), the weight of the trained
     (uncompressed) model's own outputs in the fine-tuning targets (knowledge distillation:
     (1 - distill) x one-hot label + distill x teacher probabilities; classification only;
-    0: the labels alone).
+    0: the labels alone). Defaults: 1e-3 and 0.7, chosen on validation.
     """
 
     sparsity: float = 0.5
@@ -71,10 +71,13 @@ class CompressConfig:
     schedule: str = "constant"
     epochs: int = 2
     batch_size: int = 64
-    learning_rate: float = 1e-4
+    # Defaults chosen on validation (docs/compression.md, "Fine-tuning"): lr 1e-3 with
+    # distillation 0.7 lost 0.8 pp on average over four points of a BioNet where lr 1e-4
+    # without distillation lost 20 pp.
+    learning_rate: float = 1e-3
     verify_windows: int = 64
     seed: int = 0
-    distill: float = 0.0
+    distill: float = 0.7
 
     def __post_init__(self) -> None:
         if isinstance(self.sparsity, bool) or not isinstance(self.sparsity, (int, float)) or \

@@ -319,8 +319,8 @@ class CompressSettings:
     stage that removes weights from the file; 0: none); in the joint mode, a list of them.
     `fine_tune_epochs`: after each of the channel, pruning and clustering stages.
     `verify_windows`: validation windows the LUT model must reproduce bit-exactly in TFLM.
-    `distill`: the weight of the trained network's own outputs in the fine-tuning targets
-    (knowledge distillation; 0: the labels alone).
+    `learning_rate`: the fine-tuning's. `distill`: the weight of the trained network's own
+    outputs in the fine-tuning targets (knowledge distillation; 0: the labels alone).
     """
 
     mode: str = "off"
@@ -331,7 +331,8 @@ class CompressSettings:
     fine_tune_epochs: int = 2
     max_quality_loss: float = 0.2
     verify_windows: int = 64
-    distill: float = 0.0
+    learning_rate: float = 1e-3
+    distill: float = 0.7
 
     def __post_init__(self) -> None:
         _choice(self.mode, COMPRESS_MODES, "compress.mode")
@@ -377,6 +378,7 @@ class CompressSettings:
         from host.compress.stages import check_distill
 
         check_distill(self.distill, "compress.distill")
+        _positive(self.learning_rate, "compress.learning_rate", integer=False)
         _positive(self.fine_tune_epochs, "compress.fine_tune_epochs", allow_zero=True)
         _positive(self.verify_windows, "compress.verify_windows")
         _positive(self.max_quality_loss, "compress.max_quality_loss", integer=False,

@@ -37,7 +37,7 @@ def test_compress_is_off_by_default(tmp_path: Path) -> None:
         ({"mode": "front", "sparsity": []}, r"compress\.sparsity must be a non-empty list"),
         ({"mode": "front", "prune": 0.5}, r"unknown key compress\.prune; allowed in "
                                           r"\[compress\]: channels, clusters, distill, "
-                                          r"fine_tune_epochs"),
+                                          r"fine_tune_epochs, learning_rate"),
         ({"mode": "front", "channels": 1.0}, r"compress\.channels: the fraction of channels "
                                              r"removed must be in \[0, 1\), not 1\.0"),
         ({"mode": "front", "channels": True}, r"compress\.channels"),
@@ -89,17 +89,27 @@ def test_shipped_compress_configs_parse() -> None:
 def test_channel_pruning_is_part_of_the_stored_settings() -> None:
     """A stored grid point is reused only under the same channel fraction; runs stored before
     channel pruning existed (channels 0) keep their key."""
+    import hashlib
+
     from host.compress.front import settings_hash
     from host.train import TrainConfig
 
     train = TrainConfig()
-    plain = settings_hash(CompressSettings(mode="front"), train)
+    # What every result stored before channels, the learning rate and distillation became
+    # settings was keyed by (lr 1e-4, no distillation, no channel stage): still its key.
+    earlier = {"version": 1, "scope": "layer", "fine_tune_epochs": 2, "verify_windows": 64,
+               "batch_size": train.batch_size, "seed": train.seed}
+    stored = hashlib.sha256(json.dumps(earlier, sort_keys=True).encode()).hexdigest()[:16]
+    first = CompressSettings(mode="front", learning_rate=1e-4, distill=0.0)
+    assert settings_hash(first, train) == stored
+    plain = settings_hash(CompressSettings(mode="front"), train)  # lr 1e-3, distill 0.7
+    assert plain != stored
     assert settings_hash(CompressSettings(mode="front", channels=0.0), train) == plain
     half = settings_hash(CompressSettings(mode="front", channels=0.5), train)
     assert half != plain != settings_hash(CompressSettings(mode="front", channels=0.25), train)
     assert CompressSettings(mode="front", channels=0.5).grid == CompressSettings().grid
-    assert settings_hash(CompressSettings(mode="front", distill=0.0), train) == plain
     assert settings_hash(CompressSettings(mode="front", distill=0.5), train) != plain
+    assert settings_hash(CompressSettings(mode="front", learning_rate=3e-4), train) != plain
 
 
 def test_choose_keeps_the_smallest_within_the_budget() -> None:
