@@ -110,13 +110,15 @@ def main(argv: list[str] | None = None) -> int:
                          "crossed with the grid, e.g. '0,0.5,0.75' (default 0: none)")
     ap.add_argument("--max-windows-per-record", type=int,
                     help="windows per record (quick 80, full 400)")
-    ap.add_argument("--learning-rate", default="1e-4",
-                    help="fine-tuning learning rates, e.g. '1e-4,1e-3' (default 1e-4)")
-    ap.add_argument("--distill", default="0",
+    defaults = CompressConfig()
+    ap.add_argument("--learning-rate", default=f"{defaults.learning_rate:g}",
+                    help="fine-tuning learning rates, e.g. '1e-4,1e-3' (default: "
+                         f"CompressConfig's, {defaults.learning_rate:g})")
+    ap.add_argument("--distill", default=f"{defaults.distill:g}",
                     help="weights of the trained model's outputs in the fine-tuning targets "
-                         "(knowledge distillation, each in [0, 1)), e.g. '0,0.7' (default 0: "
-                         "labels only); crossed with the learning rates, the channels and "
-                         "the grid")
+                         "(knowledge distillation, each in [0, 1)), e.g. '0,0.7' (default: "
+                         f"CompressConfig's, {defaults.distill:g}; 0: labels only); crossed "
+                         "with the learning rates, the channels and the grid")
     ap.add_argument("--json", help="write every report to this file")
     args = ap.parse_args(argv)
     quick = args.quick
