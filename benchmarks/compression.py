@@ -99,7 +99,12 @@ def print_run(name: str, key: str, report: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="22 records, 2 grid points (~5 min)")
-    ap.add_argument("--networks", default="small,medium,large")
+    ap.add_argument("--space", choices=["bionet", "half"], default="bionet",
+                    help="bionet (default) or half: HALF's networks (give their keys in "
+                         "--networks)")
+    ap.add_argument("--networks", default="small,medium,large",
+                    help="bionet: small, medium, large; or any keys of the space, e.g. "
+                         "'half:s3.2.1.4-s1.1.1.4'")
     ap.add_argument("--epochs", type=int, help="training epochs (quick 4, full 15)")
     ap.add_argument("--fine-tune-epochs", type=int, help="per stage (quick 1, full 3)")
     ap.add_argument("--scope", choices=["layer", "global"], default="global")
@@ -136,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     ds = load_ecg_dataset(dcfg)
     task = EcgClassification(ds.config)
-    space = get_space("bionet", task.input_spec())
+    space = get_space(args.space, task.input_spec(), task=task)
     print(f"data: {ds.split_description}; train {len(ds.x_train)}, val {len(ds.x_val)} windows")
     print(f"grid: {grid} x channels removed {channel_fractions}; scope {args.scope}; "
           f"training {epochs} epochs, fine-tuning {ft} per stage at (learning rate, "
@@ -144,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
           "side")
     results: dict[str, Any] = {}
     for name in args.networks.split(","):
-        key = NETWORKS[name]
+        key = NETWORKS.get(name, name) if args.space == "bionet" else name
         t = time.perf_counter()
         tr = train_candidate(space, space.from_key(key), task, ds,
                              TrainConfig(epochs=epochs, seed=0))

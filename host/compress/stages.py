@@ -195,6 +195,12 @@ def check_distill(value: Any, name: str) -> None:
                           f"not {value!r}")
 
 
+def outputs_logits(model: Any) -> bool:
+    """Whether a classifier's output layer has no activation (logits, not probabilities)."""
+    activation = model.layers[-1].get_config().get("activation")
+    return activation in (None, "linear")
+
+
 def make_fit(
     data: Any, task: Any, config: CompressConfig, teacher: Any = None
 ) -> Callable[[Any, int, list[Any]], None]:
@@ -205,7 +211,10 @@ def make_fit(
     trained one says, class probabilities and all, not only towards the label.
     """
     keras = _keras()
-    targets, loss = data.y_train, task.loss(keras)
+    # A network that outputs logits (HALF's accelerators return raw scores) is trained with a
+    # loss on logits, and its teacher's outputs become probabilities by a softmax.
+    logits = teacher is not None and outputs_logits(teacher)
+    targets, loss = data.y_train, task.loss(keras, logits=logits)
     if config.distill > 0:
         classes = getattr(task, "class_names", None)
         if classes is None or teacher is None:
@@ -215,9 +224,12 @@ def make_fit(
 
         n = len(classes())
         soft = np.asarray(predict(teacher, data.x_train), dtype=np.float32).reshape(-1, n)
+        if logits:
+            soft = np.exp(soft - soft.max(axis=1, keepdims=True))
+            soft /= soft.sum(axis=1, keepdims=True)
         hard = np.eye(n, dtype=np.float32)[np.asarray(data.y_train, dtype=int)]
         targets = (1.0 - config.distill) * hard + config.distill * soft
-        loss = keras.losses.CategoricalCrossentropy()
+        loss = keras.losses.CategoricalCrossentropy(from_logits=logits)
 
     def fit(model: Any, epochs: int, callbacks: list[Any]) -> None:
         keras.utils.set_random_seed(config.seed)

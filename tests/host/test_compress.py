@@ -157,8 +157,26 @@ def test_distillation_pulls_the_fine_tuning_towards_the_teacher(task: Any) -> No
         confidence[weight] = float(student.predict(x, verbose=0).max(axis=1).mean())
     assert confidence[0.0] > 0.9  # the labels alone: separable, so confident
     assert abs(confidence[0.9] - 0.55) < 0.05  # 0.1 x one-hot + 0.9 x 0.5
+
+    # A network with logits out (HALF's): a loss on logits, the teacher's softmax as targets.
+    from host.compress.stages import outputs_logits
+
+    def logit_dense() -> Any:
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        model.set_weights([np.zeros((4, 2), np.float32), np.zeros(2, np.float32)])
+        return model
+
+    assert outputs_logits(logit_dense()) and not outputs_logits(dense())
+    student = logit_dense()
+    cfg = CompressConfig(sparsity=0.0, clusters=None, epochs=40, learning_rate=0.05,
+                         distill=0.9)
+    make_fit(data, task, cfg, teacher=logit_dense())(student, 40, [])
+    z = student.predict(x, verbose=0)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    assert abs(float(p.max(axis=1).mean()) - 0.55) < 0.05
     with pytest.raises(ConfigError, match="--distill: knowledge distillation needs"):
-        make_fit(data, SimpleNamespace(name="ppg", loss=lambda k: None),
+        make_fit(data, SimpleNamespace(name="ppg", loss=lambda k, logits=False: None),
                  CompressConfig(distill=0.5), teacher=teacher)
 
 
