@@ -161,13 +161,12 @@ class FrontCompressor:
     def member(self, arch_key: str, train_key: str, label: str = "") -> dict[str, Any]:
         """The compression block of one front member (computing what the store lacks)."""
         grid = self.settings.grid
-        model: list[Any] = []  # the trainable network, built once if a point needs it
         reuse: dict[Any, Any] = {}  # the float and pruned stages, shared across the grid
         stored_points = []
         for i, (s, k) in enumerate(grid, 1):
             where = f"{label}{arch_key} [{i}/{len(grid)}] sparsity {s:g}, k={k}"
             stored_points.append(self.point(arch_key, train_key, s, k, where=where,
-                                            reuse=reuse, model=model))
+                                            reuse=reuse))
         chosen, why = choose(stored_points, self.settings.max_quality_loss)
         return self.block(stored_points, chosen, why, self.hash,
                           self.settings.channel_ladder[0])
@@ -197,13 +196,13 @@ class FrontCompressor:
 
     def point(self, arch_key: str, train_key: str, sparsity: float, clusters: int, *,
               channels: float | None = None, where: str = "",
-              reuse: dict[Any, Any] | None = None, model: list[Any] | None = None
-              ) -> dict[str, Any]:
+              reuse: dict[Any, Any] | None = None) -> dict[str, Any]:
         """One point of a trained network, summarised (from the store, or computed and stored).
 
         `channels`: the fraction of channels removed, when not the settings' one (a joint
-        candidate's gene). `reuse` and `model` carry the float and pruned stages and the
-        trainable network from one point of a member to the next.
+        candidate's gene). `reuse` carries what one point of a member computed for the next:
+        the trainable network (built only when a point is not in the store) and the float and
+        pruned stages (`compress_model`'s cache).
         """
         hash_ = self.hash if channels is None else \
             settings_hash(self.settings, self.cfg.train, channels=channels)
@@ -214,14 +213,14 @@ class FrontCompressor:
             self.reused += 1
             self.say(f"compress {where}: from the store")
         else:
-            model = [] if model is None else model
-            if not model:
-                model.append(self._trainable(arch_key, train_key))
+            reuse = {} if reuse is None else reuse
+            if "trainable" not in reuse:
+                reuse["trainable"] = self._trainable(arch_key, train_key)
             t0 = time.perf_counter()
             self.say(f"compress {where}: pruning, clustering, int8, LUT ...")
             ccfg = self.compress_config(sparsity, clusters, channels)
-            result = self._compress(model[0], arch_key, train_key, ccfg, hash_,
-                                    {} if reuse is None else reuse)
+            result = self._compress(reuse["trainable"], arch_key, train_key, ccfg, hash_,
+                                    reuse)
             self.store.add_compression(train_key, hash_, sparsity, clusters, result,
                                        time.perf_counter() - t0)
             self.computed += 1

@@ -607,9 +607,10 @@ class CandidatePipeline:
         if not trained.keras_path:
             exported.failure = "compression: no trained network in the store to compress"
             return exported
+        compressor = self._joint_compressor(key)
         t0, start = time.perf_counter(), time.time()
         try:
-            summary = self._joint_compressor(key).point(
+            summary = compressor.point(
                 key, trained.train_key, point.sparsity, point.clusters,
                 channels=point.channels)
         except StoreError:
@@ -648,7 +649,6 @@ class CandidatePipeline:
                 **trained.metrics, "test": test, "test_float": trained.metrics.get("test", {})})
         except (HilnasError, ValueError) as exc:
             log.warning("%s: no test figures of the compressed model (%s)", key, exc)
-        compressor = self._joint_compressor(key)
         block = compressor.block([summary], summary, "the candidate's compression genes",
                                  summary["settings_hash"], point.channels)
         with self._lock:
@@ -664,10 +664,14 @@ class CandidatePipeline:
                                  str(path), len(blob), 0.0)
             rows[kind] = {"sha256": sha, "path": str(path), "bytes": len(blob)}
         exported.model = rows["linux"]
-        exported.device_models = {name: rows["mcu" if self.kinds.get(name) == "mcu"
-                                             else "linux"] for name in self.devices}
+        exported.device_models = {name: rows[self.deployed_kind(name)]
+                                  for name in self.devices}
         self._queue_device_work(exported)
         return exported
+
+    def deployed_kind(self, device: str) -> str:
+        """Which compressed file `device` runs: "mcu" (the LUT file) or "linux" (int8)."""
+        return "mcu" if self.kinds.get(device) == "mcu" else "linux"
 
     def _joint_compressor(self, key: str) -> Any:
         """The compressor of a joint search (one per run: its counters and settings)."""

@@ -446,11 +446,11 @@ class SearchRun:
             block = self.compression.get(ev.arch_key) or self.pipeline.compressed.get(ev.arch_key)
             if block is not None:
                 if block["mode"] == "joint" and block["chosen"] is not None:
+                    files = block["chosen"]["storage_deployed_bytes"]
                     block["chosen"]["runs_on"] = {
-                        name: f"{state} ({file})" if state == "ok" else state
+                        name: f"ok ({files[self.pipeline.deployed_kind(name)]['file']})"
+                        if state == "ok" else state
                         for name, state in ev.runs_on.items()
-                        for file in [block["chosen"]["storage_deployed_bytes"][
-                            "mcu" if self.pipeline.kinds.get(name) == "mcu" else "linux"]["file"]]
                     }
                 entry["compression"] = block
                 chosen = block["chosen"]

@@ -37,6 +37,12 @@ def synthetic_table(path: Path, seed: int = 0) -> Path:
     return path
 
 
+#: [data] of the smallest real search a compression test runs: 4 records, 40 windows each of
+#: 128 samples, a random split (a minute or two on 2 cores with compression).
+TINY_ECG_DATA = {"records": ["100", "101", "106", "119"], "max_windows_per_record": 40,
+                 "window": 128, "split": "random"}
+
+
 def config_doc(tmp_path: Path, **sections: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "run": {"name": "t", "seed": 0, "out_dir": str(tmp_path / "runs")},

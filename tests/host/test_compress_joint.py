@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from search_fixtures import config_doc  # type: ignore[import-not-found]
+from search_fixtures import TINY_ECG_DATA, config_doc  # type: ignore[import-not-found]
 
 from host.compress.joint import CompressedArch, CompressionPoint, JointCompressionSpace
 from host.errors import ConfigError
@@ -148,8 +148,7 @@ def joint_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Any:
     tmp = tmp_path_factory.mktemp("joint-search")
     doc = config_doc(
         tmp,
-        data={"records": ["100", "101", "106", "119"], "max_windows_per_record": 40,
-              "window": 128, "split": "random"},
+        data=TINY_ECG_DATA,
         # One network (no blocks, 16 LSTM cells): candidates differ only in compression.
         space={"name": "bionet", "max_blocks": 0, "max_lstm_cells": 16},
         train={"epochs": 1, "patience": 1},

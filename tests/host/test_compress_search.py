@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from search_fixtures import config_doc  # type: ignore[import-not-found]
+from search_fixtures import TINY_ECG_DATA, config_doc  # type: ignore[import-not-found]
 
 from host.errors import ConfigError
 from host.search.config import CompressSettings, load_config, parse_config, table_keys
@@ -136,8 +136,7 @@ def front_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Any:
     tmp = tmp_path_factory.mktemp("compress-search")
     doc = config_doc(
         tmp,
-        data={"records": ["100", "101", "106", "119"], "max_windows_per_record": 40,
-              "window": 128, "split": "random"},
+        data=TINY_ECG_DATA,
         space={"name": "bionet", "max_blocks": 1, "max_lstm_cells": 16},
         train={"epochs": 1, "patience": 1},  # (None would not survive the stored config)
         strategy={"name": "nsga2", "population": 2, "generations": 1},
