@@ -1,10 +1,12 @@
-"""Training-time augmentation of ECG windows: amplitude, baseline wander, noise, time shift.
+"""Training-time augmentation of windows: amplitude, baseline wander, noise, time shift.
 
 A model that meets a new patient meets a new electrode placement (gain), new breathing
 (baseline wander), new noise and a detector that centres beats a few samples differently.
-Each is one seeded, per-window transformation here. Augmentation is applied by
-`AugmentedBatches`, which feeds `model.fit` the training side only: validation and test
-windows never pass through it (tests/host/test_ecg_unseen.py checks that).
+Each is one seeded, per-window transformation here. A spoken digit meets a new speaker who
+starts the word earlier or later in the window: `shift_fraction` says the shift as a share
+of the window, so one setting holds for every sample rate of a data-aware search.
+Augmentation is applied by `AugmentedBatches`, which feeds `model.fit` the training side
+only: validation and test windows never pass through it (tests/host/test_ecg_unseen.py checks that).
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ class Augmentation:
     - `baseline`: peak amplitude (in input units) of an added low-frequency sinusoid
       (0.1-0.5 cycles per window, random phase): baseline wander;
     - `noise`: standard deviation of added white Gaussian noise (input units);
-    - `shift`: largest shift in samples, either way; the edge sample fills the gap.
+    - `shift`: largest shift in samples, either way; the edge sample fills the gap;
+    - `shift_fraction`: the same as a share of the window's length (0.1: up to a tenth of
+      the window either way), for inputs whose rate differs between networks; give
+      `shift` or `shift_fraction`, not both.
 
     Only the first model input (the window) is augmented; a second input (RR features)
     describes the rhythm, which these do not change.
@@ -36,6 +41,7 @@ class Augmentation:
     baseline: float = 0.0
     noise: float = 0.0
     shift: int = 0
+    shift_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("amplitude", "baseline", "noise"):
@@ -44,6 +50,12 @@ class Augmentation:
                 raise ConfigError(f"augment.{name}: must be a number >= 0, not {value!r}")
         if not isinstance(self.shift, int) or isinstance(self.shift, bool) or self.shift < 0:
             raise ConfigError(f"augment.shift: must be an integer >= 0, not {self.shift!r}")
+        fraction = self.shift_fraction
+        if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not (
+                0 <= fraction < 0.5):
+            raise ConfigError(f"augment.shift_fraction: must be in [0, 0.5), not {fraction!r}")
+        if self.shift and fraction:
+            raise ConfigError("augment: give shift (samples) or shift_fraction, not both")
 
     @classmethod
     def from_any(cls, value: Augmentation | Mapping[str, Any] | None) -> Augmentation | None:
@@ -61,7 +73,8 @@ class Augmentation:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.amplitude or self.baseline or self.noise or self.shift)
+        return bool(self.amplitude or self.baseline or self.noise or self.shift
+                    or self.shift_fraction)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,8 +83,9 @@ class Augmentation:
         """A perturbed copy of windows `x` (n, length, channels); `x` is not changed."""
         out = np.array(x, dtype=np.float32, copy=True)
         n, length = int(out.shape[0]), int(out.shape[1])
-        if self.shift:
-            offsets = rng.integers(-self.shift, self.shift + 1, size=n)
+        shift = self.shift or int(self.shift_fraction * length)
+        if shift:
+            offsets = rng.integers(-shift, shift + 1, size=n)
             src = np.clip(np.arange(length)[None, :] - offsets[:, None], 0, length - 1)
             out = np.take_along_axis(out, src[..., None].repeat(out.shape[2], axis=2), axis=1)
         if self.amplitude:

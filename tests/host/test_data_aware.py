@@ -8,6 +8,7 @@ import random
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,47 @@ def test_a_network_is_built_for_its_own_granularity() -> None:
     assert space.task_for(arch, task).export_mode() == "int8-float-input"
     host = space.task_for(arch, task).with_granularity(arch.granularity())
     assert host.granularity() == Granularity(2000, 0.5, "mfcc", 32.0, 16.0, 20, 10)
+
+
+def test_the_pooled_head_and_utterance_normalization_are_genes() -> None:
+    """Both are searched where configured, keyed only where they differ from DANAS's."""
+    space = audio_space(heads=["flatten", "pool"], feature_norms=["batch", "utterance"])
+    rng = random.Random(5)
+    drawn = [space.draw(rng) for _ in range(60)]
+    assert {a.head for a in drawn} == {"flatten", "pool"}
+    assert {a.feature_norm for a in drawn} == {"batch", "utterance"}
+    for arch in drawn:
+        assert space.from_key(arch.key()) == arch
+        assert space.decode_int(space.encode_int(arch)) == arch
+        assert arch.key().endswith("-Nutt") == (arch.feature_norm == "utterance")
+    # DANAS's own choices leave a key as earlier runs stored it
+    danas = DataAwareArch(2000, 0.5, "mel", 32.0, 20, None, ((4, 3, "relu"),))
+    assert danas.key() == "data_aware-r2000-w0.5-mel-f32-m20-L4k3r"
+    assert not audio_space().contains(replace(danas, head="pool"))
+    with pytest.raises(ConfigError, match="heads: unknown \\['attention'\\]"):
+        audio_space(heads=["attention"])
+
+
+def test_utterance_normalization_removes_what_every_frame_shares() -> None:
+    """A constant added to every frame of a window (a microphone's colouring, a voice's
+    spectral tilt) does not change the output; with batch normalization alone it does."""
+    task = audio_task(preprocessing="host", sample_rate=2000, representation="mel",
+                      n_mels=20)
+    space = get_space("data_aware", task=task, sample_rates=[2000], windows_s=[0.5],
+                      representations=["mel"], n_mels=[20], max_layers=2,
+                      heads=["pool"], feature_norms=["batch", "utterance"])
+    time, bins, channels = task.feature_shape()
+    x = np.random.default_rng(0).normal(size=(4, time, bins * channels)).astype(np.float32)
+    tilt = np.random.default_rng(1).normal(size=(4, 1, bins * channels)).astype(np.float32)
+    layers = ((4, 3, "relu"), (8, 3, "relu"))
+    outputs = {}
+    for norm in ("batch", "utterance"):
+        arch = DataAwareArch(2000, 0.5, "mel", 32.0, 20, None, layers, "pool", norm)
+        model = space.build_model(arch, task)
+        assert model.count_params() == space.costs(arch).params
+        outputs[norm] = np.abs(model.predict(x + 3 * tilt, verbose=0)
+                               - model.predict(x, verbose=0)).max()
+    assert outputs["utterance"] < 1e-5 < outputs["batch"]
 
 
 # ------------------------------------------------------------------ the audio task

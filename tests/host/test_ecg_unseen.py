@@ -23,6 +23,7 @@ from host.data.beats import RR_FEATURES, detect_beats, match_beats, rr_features
 from host.data.classes import resolve_scheme
 from host.data.windows import make_beat_windows, normalize, running_stats, subtract_template
 from host.errors import ConfigError
+from host.train.augment import Augmentation
 from host.train.metrics import inter_patient_metrics
 
 BEAT_DATA: dict[str, Any] = {
@@ -336,7 +337,6 @@ def test_augmentation_never_touches_validation_or_test(data_dir: Path, tmp_path:
     from host.spaces.base import get_space
     from host.tasks.ecg import EcgClassification
     from host.train import TrainConfig, train_candidate
-    from host.train.augment import Augmentation
 
     cfg = EcgDatasetConfig(cache_dir=str(tmp_path), **BEAT_DATA)
     ds = load_ecg_dataset(cfg)
@@ -371,6 +371,20 @@ def test_augmentation_never_touches_validation_or_test(data_dir: Path, tmp_path:
         np.testing.assert_array_equal(getattr(ds, k), v)
     with pytest.raises(ConfigError, match="augment"):
         TrainConfig(augment={"gain": 0.1})
+
+
+def test_a_shift_as_a_share_of_the_window_holds_at_every_rate() -> None:
+    """shift_fraction moves a window by up to that share of its length, whatever the rate."""
+    for length in (500, 8000):
+        x = np.zeros((64, length, 1), np.float32)
+        x[:, length // 2] = 1.0  # one impulse in the middle of each window
+        out = Augmentation(shift_fraction=0.1).apply(x, np.random.default_rng(0))
+        moved = np.abs(np.argmax(out[:, :, 0], axis=1) - length // 2)
+        assert moved.max() <= int(0.1 * length) and moved.max() > 0.05 * length
+    with pytest.raises(ConfigError, match="not both"):
+        Augmentation(shift=3, shift_fraction=0.1)
+    with pytest.raises(ConfigError, match="shift_fraction"):
+        Augmentation(shift_fraction=0.7)
 
 
 # --------------------------------------------------------------------------- a two-input model
