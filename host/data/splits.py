@@ -202,6 +202,8 @@ class Splits:
     #: the task knows it: what grouped cross-validation (`grouped_folds`) divides
     groups_train: np.ndarray | None = field(default=None, kw_only=True)
     groups_val: np.ndarray | None = field(default=None, kw_only=True)
+    #: what a group is, in the words of the quality figure's source
+    group_kind: str = field(default="patient", kw_only=True)
 
     def metadata(self) -> dict[str, Any]:
         return {"split": self.split_description}
@@ -229,8 +231,8 @@ class Splits:
         """
         if self.groups_train is None or self.groups_val is None:
             raise ConfigError(
-                "cv_folds: this dataset does not say which patient each window comes from "
-                "(a random split, or a task that keeps no groups)"
+                "cv_folds: this dataset does not say which patient or speaker each window comes "
+                "from (a random split, or a task that keeps no groups)"
             )
         train_groups = sorted(set(self.groups_train.tolist()))
         if len(train_groups) < k - 1 or not len(self.groups_val):

@@ -50,10 +50,11 @@ class TrainConfig:
     balanced accuracy (normal vs ectopic) trained jointly, 0.91 with the RR branch alone
     and 0.92-0.93 rhythm first (docs/decisions.md, issue 18).
     `cv_folds`: 0 (default) or 1: the quality figure is the validation side's; k >= 2:
-    grouped cross-validation over the patients of the training and validation sides
-    (`Splits.grouped_folds`): k trainings, each validating on other patients, and the
-    quality figure is their mean (the folds are kept under "folds"); the network kept is
-    the one trained on the configured split. The test side never trains or validates.
+    grouped cross-validation over the patients (speakers for FSDD) of the training and
+    validation sides (`Splits.grouped_folds`): k trainings, each validating on other
+    patients, and the quality figure is their mean (the folds are kept under "folds"); the
+    network kept is the one trained on the configured split. The test side never trains
+    or validates.
     `verbose` (the Keras fit verbosity) and `eval_batch_size` do not change the trained
     network, so they are not part of what makes two trainings the same.
     """
@@ -183,7 +184,8 @@ def train_candidate(
     kept.val_metrics = cross_validation_metrics(
         [r.val_metrics for r in results], [r.selection for r in results])
     kept.selection = (f"mean of {config.cv_folds}-fold grouped cross-validation over the "
-                      f"patients of training and validation; the network kept: {data.selection}")
+                      f"{data.group_kind}s of training and validation; the network kept: "
+                      f"{data.selection}")
     for r in results[1:]:
         kept.train_seconds += r.train_seconds
         kept.total_seconds += r.total_seconds

@@ -192,6 +192,17 @@ def test_speaker_split_and_host_features(data_dir: Path) -> None:
     time, bins, channels = host.feature_shape()
     assert hdata.x_train.shape[1:] == (time, bins * channels)
     assert host.input_spec().length == time and host.export_mode() == "int8"
+    # grouped cross-validation over speakers: leave one speaker out, never the test speaker
+    folds = data.grouped_folds(5)
+    held_out = [set(f.groups_val.tolist()) for f in folds]
+    assert all(len(h) == 1 for h in held_out)
+    assert set().union(*held_out) == {"george", "lucas", "nicolas", "theo", "yweweler"}
+    for f, h in zip(folds, held_out, strict=True):
+        assert not set(f.groups_train.tolist()) & (h | {"jackson"})
+        assert len(f.y_train) + len(f.y_val) == len(data.y_train) + len(data.y_val)
+    random_split = audio_task(sample_rate=1000, representation="raw", split="random").load()
+    with pytest.raises(ConfigError, match="cv_folds"):
+        random_split.grouped_folds(3)
 
 
 # ------------------------------------------------------------------ the strategy
