@@ -304,7 +304,7 @@ def test_grouped_folds_validate_each_patient_once(data_dir: Path, tmp_path: Path
     assert "windows_per_record" in json.loads(entry.read_text())
     shuffled = load_ecg_dataset(EcgDatasetConfig(cache_dir=str(tmp_path),
                                                  **{**BEAT_DATA, "split": "random"}))
-    with pytest.raises(ConfigError, match="which patient each window comes from"):
+    with pytest.raises(ConfigError, match="which patient or speaker each window comes from"):
         shuffled.grouped_folds(3)
 
 
