@@ -244,10 +244,12 @@ def _nano(networks: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         blob, data, costs = n["blob"], n["data"], n["costs"]
         gate = check_tflite(blob, "nano33ble")
-        outputs = tflite_outputs(blob, data.x_test)
-        accuracy = float((outputs.argmax(axis=1) == data.y_test).mean())
-        val_outputs = tflite_outputs(blob, data.x_val)
-        val_accuracy = float((val_outputs.argmax(axis=1) == data.y_val).mean())
+
+        def accuracy_on(x: np.ndarray, y: np.ndarray, blob: bytes = blob) -> float:
+            return float((tflite_outputs(blob, x).argmax(axis=1) == y).mean())
+
+        accuracy = accuracy_on(data.x_test, data.y_test)
+        val_accuracy = accuracy_on(data.x_val, data.y_val)
         ram = (gate.arena_bytes or 0) + costs.input_buffer_bytes + NANO_RESERVE
         results.append({
             "arch": n["row"]["arch"],

@@ -299,9 +299,18 @@ class DataAwareSpace(Space[DataAwareArch]):
             out += [Gene(f"filters_{i}", 0, len(self.filters) - 1),
                     Gene(f"kernel_{i}", 0, len(self.kernels) - 1),
                     Gene(f"activation_{i}", 0, len(self.activations) - 1)]
-        out += [Gene("head", 0, len(self.heads) - 1),
-                Gene("feature_norm", 0, len(self.feature_norms) - 1)]
+        out += [Gene(name, 0, len(ladder) - 1) for name, ladder in self._network_choices()]
         return tuple(out)
+
+    def _network_choices(self) -> list[tuple[str, tuple[str, ...]]]:
+        """The head and normalization ladders that are genes: those with a choice.
+
+        A ladder of DANAS's one value adds no gene, so such a run's chromosomes (and its
+        seeded mutations) are what they were before these genes existed.
+        """
+        return [(name, ladder) for name, ladder in (("head", self.heads),
+                                                    ("feature_norm", self.feature_norms))
+                if len(ladder) > 1]
 
     def encode_int(self, arch: DataAwareArch) -> list[int]:
         values = (arch.sample_rate, arch.window_s, arch.representation, arch.frame_ms,
@@ -316,12 +325,13 @@ class DataAwareSpace(Space[DataAwareArch]):
                           _index(self.activations, a)]
             else:
                 genes += [0, 0, 0]
-        genes += [_index(self.heads, arch.head), _index(self.feature_norms, arch.feature_norm)]
+        genes += [_index(ladder, getattr(arch, name)) for name, ladder in self._network_choices()]
         return genes
 
     def decode_int(self, genes: Sequence[int]) -> DataAwareArch | None:
         ladders = self._data_ladders()
-        if len(genes) != len(ladders) + 1 + 3 * self.max_layers + 2:
+        choices = self._network_choices()
+        if len(genes) != len(ladders) + 1 + 3 * self.max_layers + len(choices):
             return None
         bounds = self.int_bounds()
         if any(not lo <= int(g) <= hi for g, (lo, hi) in zip(genes, bounds, strict=True)):
@@ -334,10 +344,12 @@ class DataAwareSpace(Space[DataAwareArch]):
              self.activations[int(genes[base + 3 * i + 2])])
             for i in range(n)
         )
-        head, norm = self.heads[int(genes[-2])], self.feature_norms[int(genes[-1])]
-        arch = self.canonical(DataAwareArch(int(data[0]), float(data[1]), str(data[2]),
-                                            float(data[3]), int(data[4]), int(data[5]), layers,
-                                            head, norm))
+        chosen = {name: ladder[int(g)] for (name, ladder), g
+                  in zip(choices, genes[len(genes) - len(choices):], strict=True)}
+        arch = self.canonical(DataAwareArch(
+            int(data[0]), float(data[1]), str(data[2]), float(data[3]), int(data[4]),
+            int(data[5]), layers, chosen.get("head", self.heads[0]),
+            chosen.get("feature_norm", self.feature_norms[0])))
         return arch if self._task_of(arch) is not None else None
 
     # ------------------------------------------------------------------ identity
@@ -457,11 +469,11 @@ class DataAwareSpace(Space[DataAwareArch]):
 
     def _mutate_once(self, arch: DataAwareArch, rng: RandomSource) -> DataAwareArch:
         layers = list(arch.layers)
-        op = rng.randint(0, 10)
-        if op == 10:  # the head or the normalization (hilnas's genes; a no-op when fixed)
-            if rng.random() < 0.5:
-                return replace(arch, head=rng.choice(self.heads))
-            return replace(arch, feature_norm=rng.choice(self.feature_norms))
+        choices = self._network_choices()
+        op = rng.randint(0, 10 if choices else 9)
+        if op == 10:  # another head or normalization (hilnas's genes, where configured)
+            name, ladder = rng.choice(choices)
+            return replace(arch, **{name: rng.choice(ladder)})
         if op == 0 and len(layers) < self.max_layers:  # a new layer at the end
             layers.append(self._random_layer(rng))
         elif op == 1 and len(layers) > self.min_layers:  # remove one
