@@ -1,7 +1,8 @@
-"""Grassroots Operator Search on TROIKA: speedup and AAE change of both starting models.
+"""Grassroots Operator Search on TROIKA: speedup and AAE change of the starting models.
 
-For each GOS starting model (the spectral-peak MLP `ppg_peaks`, the CNN+LSTM `ppg_cnnlstm`;
-docs/ppg.md) it trains the model with `hilnas train --task ppg`, adapts it with
+For each starting model (GOS's two: the spectral-peak MLP `ppg_peaks`, the CNN+LSTM
+`ppg_cnnlstm`; and hilnas's convolutional spectral peak picker `ppg_spectral`; docs/ppg.md)
+it trains the model with `hilnas train --task ppg`, adapts it with
 `hilnas adapt` on the local LiteRT device (measured latency) and on the emulated Nano 33 BLE
 (TFLite Micro; its latency is the cycle model's estimate, labelled so), and prints:
 
@@ -9,7 +10,8 @@ docs/ppg.md) it trains the model with `hilnas train --task ppg`, adapts it with
 - the change in validation AAE (every choice is made on the validation subjects) and in
   the run's test-subject AAE;
 - the TROIKA test-set AAE (held-back recordings, scored once here with `hilnas evaluate`)
-  of the original and adapted models, with parameter count and measured latency.
+  of the original and adapted models, with parameter count and measured latency, per
+  window (the model alone) and tracked across each recording's windows (`PulseTracker`).
 
     python benchmarks/operator_search.py --out /tmp/gos [--quick] [--devices local,...]
 
@@ -32,6 +34,7 @@ from typing import Any
 MODELS = {
     "ppg_peaks": ("ppg_peaks-p2-h64x2", "spectral"),
     "ppg_cnnlstm": ("ppg_cnnlstm-f32-k5-u32", "raw"),
+    "ppg_spectral": ("ppg_spectral-f16-k9-d4", "spectral"),
 }
 DEVICES = {"local": "local", "nano33": "local:mcu-emulator"}
 
@@ -67,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     budget = {"ppg_peaks": ["--population", "12", "--generations", "10", "--max-layers", "2",
                             "--epochs", "8"],
               "ppg_cnnlstm": ["--population", "8", "--generations", "5", "--max-layers", "2",
-                              "--epochs", "8"]}
+                              "--epochs", "8"],
+              "ppg_spectral": ["--population", "8", "--generations", "5", "--max-layers", "2",
+                               "--epochs", "8"]}
     rows: list[dict[str, Any]] = []
     for name in args.models.split(","):
         arch, input_kind = MODELS[name]
@@ -106,9 +111,13 @@ def _last_json(text: str) -> dict[str, Any]:
     return json.loads(text[start:]) if start >= 0 else {}
 
 
+def _tracked(figures: dict[str, Any]) -> float:
+    return float(figures.get("tracked", {}).get("aae_bpm", float("nan")))
+
+
 def _print(rows: list[dict[str, Any]]) -> None:
     print("\nmodel        device  latency source  original µs  adapted µs  speedup  "
-          "val AAE (orig -> adapted)  test-subject AAE  TROIKA test AAE  params")
+          "val AAE (orig -> adapted)  test-subject AAE  TROIKA test AAE (tracked)  params")
     for r in rows:
         s, t = r["summary"], r["troika"]
         test = s.get("test", {})
@@ -119,14 +128,17 @@ def _print(rows: list[dict[str, Any]]) -> None:
               f"           {test.get('original', {}).get('aae_bpm', float('nan')):>5.2f} -> "
               f"{test.get('adapted', {}).get('aae_bpm', float('nan')):<5.2f}   "
               f"{t['original'].get('aae_bpm', float('nan')):>5.2f} -> "
-              f"{t['adapted'].get('aae_bpm', float('nan')):<5.2f}   "
+              f"{t['adapted'].get('aae_bpm', float('nan')):<5.2f} "
+              f"({_tracked(t['original']):.2f} -> {_tracked(t['adapted']):.2f})   "
               f"{s['final']['model_params']}")
         for st in s["steps"]:
             after = (st["after"] or {}).get("equation", "-")
             print(f"    step {st['step']} {','.join(st['operator'])}: {st['before']['equation']}"
                   f"  =>  {after if st['accepted'] else '(kept) ' + st['reason']}")
     print("\nlatency: 'measured' = LiteRT on this host through the local agent; 'estimated' = "
-          "the emulated Nano 33 BLE's cycle model (a stand-in, not a board's figure).")
+          "the emulated Nano 33 BLE's cycle model (a stand-in, not a board's figure).\n"
+          "TROIKA test AAE: per window (the model alone), and in brackets tracked across each "
+          "recording's windows (host/tasks/ppg.py PulseTracker, causal).")
 
 
 if __name__ == "__main__":

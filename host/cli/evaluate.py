@@ -154,10 +154,14 @@ def _run_ppg(args: argparse.Namespace, buf: bytes, meta: dict[str, Any]) -> int:
         return 0
     print(f"{Path(args.model).name} ({metrics.get('quantization') or 'unknown'}, {len(buf)} "
           f"bytes) on {metrics['data']}")
-    print(f"AAE {metrics['aae_bpm']:.2f} BPM  RMSE {metrics['rmse_bpm']:.2f} BPM  "
-          f"({metrics['n']} windows)")
+    tracked = metrics["tracked"]
+    print(f"AAE {metrics['aae_bpm']:.2f} BPM per window, {tracked['aae_bpm']:.2f} tracked; "
+          f"RMSE {metrics['rmse_bpm']:.2f} / {tracked['rmse_bpm']:.2f} BPM "
+          f"({metrics['n']} windows; tracker {tracked['tracker']})")
     for name, value in metrics.get("per_activity", {}).items():
-        print(f"  activity {name}: AAE {value:.2f} BPM")
+        print(f"  activity {name}: AAE {value:.2f} BPM per window, "
+              f"{tracked['per_activity'][name]:.2f} tracked")
     for name, m in metrics["per_recording"].items():
-        print(f"  {name:<14} AAE {m['aae_bpm']:.2f} BPM  n={m['n']}")
+        print(f"  {name:<14} AAE {m['aae_bpm']:.2f} / {m['tracked']['aae_bpm']:.2f} BPM  "
+              f"n={m['n']}")
     return 0

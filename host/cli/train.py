@@ -38,7 +38,7 @@ def register(sub: Any) -> None:
                    help="ecg: MIT-BIH classes (default); ppg: heart rate (BPM) on TROIKA")
     p.add_argument("--space", default=None,
                    help="the search space (default: bionet for ecg, ppg_peaks for ppg; also "
-                   "half, ppg_cnnlstm)")
+                   "half, ppg_cnnlstm, ppg_spectral)")
     p.add_argument(
         "--arch", help="architecture key, e.g. bionet-b2-x1-l32, half:s3.1.1.8-p2-s5.2.1.16 "
         "or ppg_peaks-p2-h64x2 (ppg: default, the space's default architecture)"
@@ -50,7 +50,7 @@ def register(sub: Any) -> None:
     ppg = p.add_argument_group("--task ppg (TROIKA; --data-dir, --seed and --sample-rate too)")
     ppg.add_argument("--input", choices=["spectral", "raw"],
                      help="spectra of the window or the raw signals (default: what the space "
-                     "takes: spectral for ppg_peaks, raw for ppg_cnnlstm)")
+                     "takes: spectral for ppg_peaks and ppg_spectral, raw for ppg_cnnlstm)")
     ppg.add_argument("--val-subjects",
                      help="comma-separated training subjects that choose the model "
                      "(default train11,train12)")
@@ -257,7 +257,7 @@ def run_ppg(args: argparse.Namespace) -> int:
     from host.export.evaluate import tflite_outputs
     from host.export.tflite import convert_many
     from host.spaces.base import get_space
-    from host.tasks.ppg import PulseRate, regression_metrics
+    from host.tasks.ppg import PulseRate
     from host.train import train_candidate
     from host.train.trainer import predict
 
@@ -284,7 +284,7 @@ def run_ppg(args: argparse.Namespace) -> int:
     sides = ("val", "test")
 
     def scored(outputs: Any, side: str) -> dict[str, Any]:
-        return regression_metrics(getattr(ds, f"y_{side}"), outputs, ds.activities.get(side))
+        return ds.score(side, outputs)  # per window, and tracked over each recording
 
     keras = {s: scored(predict(result.model, ds.inputs(s), tcfg.eval_batch_size), s)
              for s in sides}
@@ -299,6 +299,7 @@ def run_ppg(args: argparse.Namespace) -> int:
         "params": int(result.model.count_params()),
         "costs": space.costs(arch).to_json(),
         "aae_bpm": {"keras": {s: keras[s]["aae_bpm"] for s in sides}},
+        "aae_bpm_tracked": {"keras": {s: keras[s]["tracked"]["aae_bpm"] for s in sides}},
     }
     if not args.no_export:
         mode = task.export_mode()
@@ -326,15 +327,18 @@ def run_ppg(args: argparse.Namespace) -> int:
             mode: {**quantized, "model_bytes": len(models[mode])},
         }
         report["aae_bpm"][mode] = {s: quantized[s]["aae_bpm"] for s in sides}
+        report["aae_bpm_tracked"][mode] = {s: quantized[s]["tracked"]["aae_bpm"] for s in sides}
     (out / "metrics.json").write_text(json.dumps(report, indent=2, default=str))
-    aae = report["aae_bpm"]
+    aae, tracked = report["aae_bpm"], report["aae_bpm_tracked"]
     lines = [f"{arch.key()}: {report['params']:,} parameters, trained in "
-             f"{result.train_seconds:.1f} s ({result.epochs_run} epochs)"]
+             f"{result.train_seconds:.1f} s ({result.epochs_run} epochs); AAE per window "
+             "(tracked)"]
     for name, figures in aae.items():
         size = report.get("tflite", {}).get(name, {}).get("model_bytes")
         lines.append(
-            f"  {name:<6} AAE val ({', '.join(cfg.val_subjects)}) {figures['val']:.2f} BPM, "
-            f"test ({', '.join(cfg.test_subjects)}) {figures['test']:.2f} BPM"
+            f"  {name:<6} AAE val ({', '.join(cfg.val_subjects)}) {figures['val']:.2f} "
+            f"({tracked[name]['val']:.2f}) BPM, test ({', '.join(cfg.test_subjects)}) "
+            f"{figures['test']:.2f} ({tracked[name]['test']:.2f}) BPM"
             + (f" ({size:,} bytes)" if size else "")
         )
     print("\n".join(lines))

@@ -1,4 +1,4 @@
-"""The two starting models of Grassroots Operator Search (GOS) for pulse rate, as spaces.
+"""The starting models for pulse rate: GOS's two, and a convolutional spectral peak picker.
 
 GOS (section 4.3) adapts two models that estimate the heart rate in BPM from TROIKA's wrist
 PPG and accelerometer (host/tasks/ppg.py):
@@ -16,9 +16,16 @@ PPG and accelerometer (host/tasks/ppg.py):
   and a fully connected output on the raw signals (`input = "raw"`, (200, 5) at 25 Hz):
   Conv1D(filters, kernel, same, ReLU) -> LSTM(units, sequences) -> LSTM(units) -> head.
 
+hilnas adds a third, `ppg_spectral`, because the first two score poorly on subjects they
+have not seen (docs/ppg.md): convolutions over the frequency axis of the same spectra score
+each bin as the pulse, the same rule at every heart rate, and the head reads the BPM off the
+softmax of those scores (its expectation). Spectra (bins, 5) -> depth x Conv1D(filters,
+kernel, same, ReLU) -> Conv1D(1, 1) `bin_score` -> flatten -> softmax `bin_prob` -> head.
+
 Each is a small grid, listed in full, with one integer gene per choice (the index of the
 choice in its grid, so genes are ordered like the values). Every layer has a stable name
-(`pool`, `flatten`, `dense1`, `dense2`, `conv`, `lstm1`, `lstm2`, then the task's head
+(`pool`, `flatten`, `dense1`, `dense2`, `conv`, `lstm1`, `lstm2`, `conv1`.., `bin_score`,
+`bin_prob`, then the task's head
 `out_unit` and `out`), and every model is a plain chain: each layer has exactly one
 inbound layer, so a module that rewrites the models layer by layer can walk them.
 
@@ -49,6 +56,10 @@ DEPTHS = (1, 2)
 FILTERS = (8, 16, 32, 64)
 KERNELS = (3, 5, 9)
 UNITS = (16, 32, 64)
+#: ppg_spectral: filters and kernel (in bins) of each convolution over frequency, depth
+SPECTRAL_FILTERS = (8, 16, 32)
+SPECTRAL_KERNELS = (5, 9, 15)
+SPECTRAL_DEPTHS = (1, 2, 3, 4)
 
 
 def _check(name: str, value: int, choices: Sequence[int]) -> None:
@@ -129,7 +140,48 @@ class CnnLstmArch:
         ]
 
 
-P = TypeVar("P", PeaksArch, CnnLstmArch)
+@dataclass(frozen=True, order=True)
+class SpectralArch:
+    """A `ppg_spectral` network: `depth` x Conv1D(`filters`, `kernel`) over frequency.
+
+    Then a score per bin, a softmax over the bins and its expectation in BPM (a soft arg-max).
+    """
+
+    filters: int = 16
+    kernel: int = 9
+    depth: int = 4
+
+    GRID: ClassVar[dict[str, tuple[int, ...]]] = {
+        "filters": SPECTRAL_FILTERS, "kernel": SPECTRAL_KERNELS, "depth": SPECTRAL_DEPTHS,
+    }
+    PATTERN: ClassVar[re.Pattern[str]] = re.compile(r"ppg_spectral-f(\d+)-k(\d+)-d(\d+)")
+    EXAMPLE: ClassVar[str] = "ppg_spectral-f16-k9-d3"
+
+    def __post_init__(self) -> None:
+        for name, choices in self.GRID.items():
+            _check(name, getattr(self, name), choices)
+
+    def key(self) -> str:
+        """A stable id, e.g. 'ppg_spectral-f16-k9-d3'."""
+        return f"ppg_spectral-f{self.filters}-k{self.kernel}-d{self.depth}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"space": "ppg_spectral", "key": self.key(), "filters": self.filters,
+                "kernel": self.kernel, "depth": self.depth}
+
+    def layer_specs(self, length: int, channels: int, outputs: int) -> list[LayerSpec]:
+        """The convolutions ('same': every bin kept), the per-bin score and the expectation."""
+        specs: list[LayerSpec] = []
+        width = channels
+        for _ in range(self.depth):
+            specs.append(Conv1DSpec(length, width, self.filters, self.kernel))
+            width = self.filters
+        specs.append(Conv1DSpec(length, width, 1, 1))
+        specs.append(DenseSpec(length, outputs))
+        return specs
+
+
+P = TypeVar("P", PeaksArch, CnnLstmArch, SpectralArch)
 
 
 class PpgGridSpace(Space[P], Generic[P]):
@@ -312,10 +364,68 @@ class PpgCnnLstmSpace(PpgGridSpace[CnnLstmArch]):
         return keras.Model(inp, out, name=arch.key())
 
 
+def _expectation_initializer(keras: Any, task: Task, length: int, outputs: int) -> Any:
+    """The head's start as the expectation of the bins' BPM under the softmax (ppg only).
+
+    The ppg head is one linear unit rescaled by BPM_SCALE around BPM_CENTRE, so weight
+    (bpm_i - centre) / scale on bin i makes the output sum_i p_i bpm_i: a soft arg-max that
+    training then only refines. Another task's head starts as usual (Glorot).
+    """
+    if task.name != "ppg":
+        return keras.initializers.GlorotUniform(seed=0)
+    import numpy as np
+
+    from host.data.troika import LOW_BPM
+    from host.tasks.ppg import BPM_CENTRE, BPM_SCALE
+
+    bpm = LOW_BPM + task.config.resolution_bpm * np.arange(length)
+    kernel = np.tile(((bpm - BPM_CENTRE) / BPM_SCALE)[:, None], (1, outputs))
+    return keras.initializers.Constant(kernel.astype("float32"))
+
+
+@register_space("ppg_spectral")
+class PpgSpectralSpace(PpgGridSpace[SpectralArch]):
+    """A spectral peak picker that is the same at every frequency.
+
+    Convolutions over the spectra score each bin as the pulse, and the head reads the BPM
+    off the softmax of the scores. Why (docs/ppg.md): `ppg_peaks` maps each bin position to
+    BPM through a dense layer, so it must learn every heart rate from the rates its 8
+    training subjects happened to have. A convolution over frequency learns one rule for all
+    rates ("a PPG peak that the accelerometer does not share") and the softmax's expectation
+    turns the scores into BPM. 3 filter counts x 3 kernels x 4 depths = 36 networks.
+    """
+
+    arch_type = SpectralArch
+    input_kind = "spectral"
+    input_text = "the spectra (bins, 5) of the band-passed window"
+
+    def build_model(self, arch: SpectralArch, task: Task,
+                    options: BuildOptions | None = None) -> Any:
+        """Spectra -> depth x Conv1D(same, ReLU) -> Conv1D(1, 1) -> softmax over bins -> head."""
+        keras, o, i = _keras(), options or BuildOptions(), self.input
+        layers, counter = keras.layers, [0]
+        inp = layers.Input((i.length, i.channels), batch_size=o.batch_size, name="spectrum")
+        h = inp
+        for n in range(1, arch.depth + 1):
+            h = layers.Conv1D(arch.filters, arch.kernel, padding="same", activation="relu",
+                              name=f"conv{n}",
+                              kernel_initializer=_initializer(keras, o.seed, counter))(h)
+        h = layers.Conv1D(1, 1, padding="same", name="bin_score",
+                          kernel_initializer=_initializer(keras, o.seed, counter))(h)
+        h = layers.Flatten(name="flatten")(h)
+        h = layers.Activation("softmax", name="bin_prob")(h)
+        head: Any = task.head  # every task's head takes the Dense layer's options
+        out = head(keras, h, name="out",
+                   kernel_initializer=_expectation_initializer(keras, task, i.length, i.outputs))
+        return keras.Model(inp, out, name=arch.key())
+
+
 __all__ = [
     "CnnLstmArch",
     "PeaksArch",
     "PpgCnnLstmSpace",
     "PpgGridSpace",
     "PpgPeaksSpace",
+    "PpgSpectralSpace",
+    "SpectralArch",
 ]

@@ -30,9 +30,10 @@ SMALL: dict[str, dict[str, Any]] = {
     # GOS's pulse-rate starting models: small grids without options (host/spaces/ppg.py)
     "ppg_peaks": {},
     "ppg_cnnlstm": {},
+    "ppg_spectral": {},
 }
 #: the input a space built for the ppg task takes (it refuses any other task when bound)
-PPG_INPUT = {"ppg_peaks": "spectral", "ppg_cnnlstm": "raw"}
+PPG_INPUT = {"ppg_peaks": "spectral", "ppg_cnnlstm": "raw", "ppg_spectral": "spectral"}
 INPUT = InputSpec(64, 1, 2)
 TASK = EcgClassification(EcgDatasetConfig(window=64))
 # Bytes per input sample a space counts in its input buffer: the int8 window, or the 16-bit

@@ -21,12 +21,14 @@ from host.spaces.ppg import (
     PpgCnnLstmSpace,
     PpgGridSpace,
     PpgPeaksSpace,
+    PpgSpectralSpace,
+    SpectralArch,
 )
 from host.tasks.ppg import PpgDatasetConfig, PulseRate
 
 SPECTRAL = PulseRate(PpgDatasetConfig(input="spectral"))
 RAW = PulseRate(PpgDatasetConfig(input="raw"))
-TASK_OF = {"ppg_peaks": SPECTRAL, "ppg_cnnlstm": RAW}
+TASK_OF = {"ppg_peaks": SPECTRAL, "ppg_cnnlstm": RAW, "ppg_spectral": SPECTRAL}
 
 
 def _troika(data_dir: Path) -> None:
@@ -49,7 +51,7 @@ def _load(data: dict[str, Any], data_dir: Path, task: PulseRate) -> Any:
 
 
 # --------------------------------------------------------------------------- the grids
-@pytest.mark.parametrize("name", ["ppg_peaks", "ppg_cnnlstm"])
+@pytest.mark.parametrize("name", ["ppg_peaks", "ppg_cnnlstm", "ppg_spectral"])
 def test_keys_and_genes_round_trip(name: str) -> None:
     space = get_space(name, task=TASK_OF[name])
     assert isinstance(space, PpgGridSpace)
@@ -152,6 +154,32 @@ def test_models_are_named_chains_whose_parameters_the_costs_count() -> None:
     assert m.count_params() == get_space("ppg_peaks", task=fine).costs(PeaksArch(8, 16, 1)).params
 
 
+def test_the_spectral_model_reads_the_bpm_off_a_softmax_over_bins() -> None:
+    space = get_space("ppg_spectral", task=SPECTRAL)
+    arch = SpectralArch(8, 5, 2)
+    m = space.build_model(arch, SPECTRAL)
+    assert m.input_shape == (None, 201, 5) and m.output_shape == (None, 1)
+    assert _chain(m) == ["conv1", "conv2", "bin_score", "flatten", "bin_prob", "out_unit", "out"]
+    assert m.count_params() == space.costs(arch).params
+    # untrained, the head is the softmax's expectation of the bins' BPM (40, 41, ..., 240):
+    # a spectrum whose scores single out one bin reads as that bin's BPM
+    probe = m.get_layer("bin_prob").output
+    head = type(m)(probe, m.output)
+    for bpm in (55, 120, 201):
+        onehot = np.full((1, 201), -1.0e3, "float32")
+        onehot[0, bpm - 40] = 0.0
+        scores = np.exp(onehot) / np.exp(onehot).sum()
+        assert float(head(scores).numpy()[0, 0]) == pytest.approx(bpm, abs=1e-3)
+    # the same rule at every frequency: a spectrum shifted by k bins scores shifted by k
+    score = type(m)(m.input, m.get_layer("bin_score").output)
+    x = np.zeros((2, 201, 5), "float32")
+    rng = np.random.default_rng(0)
+    x[0, 50:70] = rng.random((20, 5))
+    x[1, 90:110] = x[0, 50:70]
+    s0, s1 = (score(x).numpy()[i, :, 0] for i in (0, 1))
+    np.testing.assert_allclose(s0[40:80], s1[80:120], rtol=1e-5, atol=1e-5)
+
+
 def test_the_exported_graph_has_a_batch_of_one_and_the_same_weights() -> None:
     lstm = get_space("ppg_cnnlstm", task=RAW)
     arch = CnnLstmArch(8, 3, 16)
@@ -164,10 +192,11 @@ def test_the_exported_graph_has_a_batch_of_one_and_the_same_weights() -> None:
 
 # --------------------------------------------------------------------------- real data
 def _train_convert_run(name: str, key: str, data: dict[str, Any],
-                       data_dir: Path) -> dict[str, Any]:
-    """Train `key` one epoch on TROIKA, convert it to int8, run it on LiteRT and TFLM."""
+                       data_dir: Path, epochs: int = 1) -> dict[str, Any]:
+    """Train `key` on TROIKA (one epoch), convert it to int8, run it on LiteRT and TFLM."""
     pytest.importorskip("tflite_micro")
     from host.export.evaluate import tflite_outputs
+    from host.export.flatbuf import io_tensors
     from host.export.tflite import convert, io_types, model_ops
     from host.fleet import open_device
     from host.fleet.validation import validate_on_device
@@ -178,7 +207,7 @@ def _train_convert_run(name: str, key: str, data: dict[str, Any],
     ds = _load(data, data_dir, task)
     space = get_space(name, task=task)
     arch = space.from_key(key)
-    tcfg = TrainConfig(epochs=1, batch_size=128, class_weights=None)
+    tcfg = TrainConfig(epochs=epochs, batch_size=128, class_weights=None)
     result = train_candidate(space, arch, task, ds, tcfg)
     assert np.isfinite(result.val_metrics["aae_bpm"])
     q = convert(space.export_model(result.model, arch, task), task.export_mode(),
@@ -193,7 +222,8 @@ def _train_convert_run(name: str, key: str, data: dict[str, Any],
     assert v.n_windows == 8 and np.isfinite(v.device_metrics["aae_bpm"])
     ref = v.reference_kernels
     assert ref is not None and ref["max_abs_diff_raw"] <= 2.0  # int8 rounding, at most
-    return {"ops": set(model_ops(q)), "bpm": bpm, "validation": v}
+    return {"ops": set(model_ops(q)), "bpm": bpm, "validation": v, "io": io_tensors(q),
+            "export": space.export_model(result.model, arch, task), "task": task, "data": ds}
 
 
 def test_peaks_model_trains_converts_and_runs_on_litert_and_tflm(
@@ -203,6 +233,28 @@ def test_peaks_model_trains_converts_and_runs_on_litert_and_tflm(
     assert {"MAX_POOL_2D", "FULLY_CONNECTED", "TANH"} <= out["ops"]
     # the MLP and TFLM's portable kernels compute the same int8 values
     assert out["validation"].reference_kernels["identical_share"] == 1.0
+
+
+def test_spectral_model_trains_converts_and_runs_on_litert_and_tflm(
+    data: dict[str, Any], data_dir: Path
+) -> None:
+    # 10 epochs (a few seconds): enough for its softmax to follow the pulse peak
+    out = _train_convert_run("ppg_spectral", "ppg_spectral-f8-k5-d1", data, data_dir, epochs=10)
+    assert {"CONV_2D", "SOFTMAX", "FULLY_CONNECTED"} <= out["ops"]
+    # calibrated on rates up to 240 BPM, the int8 output reaches past the training's highest
+    # reference (167 BPM), where calibrating on training windows alone stops near it
+    from host.export.flatbuf import io_tensors
+    from host.export.tflite import convert
+    from host.tasks.base import Task
+
+    def top(io: dict[str, Any]) -> float:
+        o = io["outputs"][0]
+        return float((127 - o["zero_point"]) * o["scale"])
+
+    task, ds = out["task"], out["data"]
+    training_only = convert(out["export"], "int8",
+                            representative=Task.representative(task, ds, n=64))
+    assert top(out["io"]) > max(top(io_tensors(training_only)), float(ds.y_train.max())) + 5
 
 
 @pytest.mark.slow  # about 11 s: the LSTMs' epoch and conversion
@@ -237,6 +289,9 @@ def test_train_task_ppg_writes_the_model_and_its_aae(
         for side in ("val", "test"):
             assert 0 < m["aae_bpm"][kind][side] < 100
     assert set(m["val"]["per_activity"]) == {"TYPE02"}
+    tracked = m["val"]["tracked"]
+    assert tracked["n"] == m["val"]["n"] and tracked["tracker"]["step_bpm"] == 4.0
+    assert m["aae_bpm_tracked"]["int8"]["val"] == m["tflite"]["int8"]["val"]["tracked"]["aae_bpm"]
     assert m["tflite"]["int8"]["test"]["aae_bpm"] == m["aae_bpm"]["int8"]["test"]
     assert m["params"] == m["costs"]["params"] > 0 and m["dataset"]["shape"] == [101, 5]
     meta = read_metadata((out / "model-int8.tflite").read_bytes())
@@ -272,6 +327,7 @@ def test_bad_ppg_options_are_one_line_errors(
 def test_the_spaces_are_registered() -> None:
     assert isinstance(get_space("ppg_peaks", task=SPECTRAL), PpgPeaksSpace)
     assert isinstance(get_space("ppg_cnnlstm", task=RAW), PpgCnnLstmSpace)
+    assert isinstance(get_space("ppg_spectral", task=SPECTRAL), PpgSpectralSpace)
     with pytest.raises(ConfigError, match="known: bionet, data_aware, half, ppg_cnnlstm, "
-                                          "ppg_peaks"):
+                                          "ppg_peaks, ppg_spectral"):
         get_space("nope")
