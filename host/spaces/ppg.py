@@ -67,8 +67,35 @@ def _check(name: str, value: int, choices: Sequence[int]) -> None:
         raise ConfigError(f"{name}: must be one of {list(choices)}, not {value!r}")
 
 
+class _GridArch:
+    """What every grid architecture shares: its choices, its key and its JSON.
+
+    A subclass is a frozen dataclass of integer fields and names its space, the choices of
+    each field (`GRID`), its key's format over those fields (`KEY`), the key's pattern and
+    an example key.
+    """
+
+    SPACE: ClassVar[str]
+    GRID: ClassVar[dict[str, tuple[int, ...]]]
+    KEY: ClassVar[str]
+    PATTERN: ClassVar[re.Pattern[str]]
+    EXAMPLE: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        for name, choices in self.GRID.items():
+            _check(name, getattr(self, name), choices)
+
+    def key(self) -> str:
+        """A stable id, e.g. `EXAMPLE`."""
+        return self.KEY.format(**{name: getattr(self, name) for name in self.GRID})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"space": self.SPACE, "key": self.key(),
+                **{name: getattr(self, name) for name in self.GRID}}
+
+
 @dataclass(frozen=True, order=True)
-class PeaksArch:
+class PeaksArch(_GridArch):
     """A `ppg_peaks` network: max-pool `pool` bins, then `layers` x Dense(`hidden`, tanh)."""
 
     pool: int = 2
@@ -78,20 +105,10 @@ class PeaksArch:
     GRID: ClassVar[dict[str, tuple[int, ...]]] = {
         "pool": POOLS, "hidden": HIDDEN, "layers": DEPTHS,
     }
+    SPACE: ClassVar[str] = "ppg_peaks"
+    KEY: ClassVar[str] = "ppg_peaks-p{pool}-h{hidden}x{layers}"
     PATTERN: ClassVar[re.Pattern[str]] = re.compile(r"ppg_peaks-p(\d+)-h(\d+)x(\d+)")
     EXAMPLE: ClassVar[str] = "ppg_peaks-p4-h32x1"
-
-    def __post_init__(self) -> None:
-        for name, choices in self.GRID.items():
-            _check(name, getattr(self, name), choices)
-
-    def key(self) -> str:
-        """A stable id, e.g. 'ppg_peaks-p4-h32x1'."""
-        return f"ppg_peaks-p{self.pool}-h{self.hidden}x{self.layers}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"space": "ppg_peaks", "key": self.key(), "pool": self.pool,
-                "hidden": self.hidden, "layers": self.layers}
 
     def layer_specs(self, length: int, channels: int, outputs: int) -> list[LayerSpec]:
         """The layers with weights, for host.hw.costs (pooling and flatten have none)."""
@@ -105,7 +122,7 @@ class PeaksArch:
 
 
 @dataclass(frozen=True, order=True)
-class CnnLstmArch:
+class CnnLstmArch(_GridArch):
     """A `ppg_cnnlstm` network: Conv1D(`filters`, `kernel`) -> 2 x LSTM(`units`) -> head."""
 
     filters: int = 32
@@ -115,20 +132,10 @@ class CnnLstmArch:
     GRID: ClassVar[dict[str, tuple[int, ...]]] = {
         "filters": FILTERS, "kernel": KERNELS, "units": UNITS,
     }
+    SPACE: ClassVar[str] = "ppg_cnnlstm"
+    KEY: ClassVar[str] = "ppg_cnnlstm-f{filters}-k{kernel}-u{units}"
     PATTERN: ClassVar[re.Pattern[str]] = re.compile(r"ppg_cnnlstm-f(\d+)-k(\d+)-u(\d+)")
     EXAMPLE: ClassVar[str] = "ppg_cnnlstm-f32-k5-u32"
-
-    def __post_init__(self) -> None:
-        for name, choices in self.GRID.items():
-            _check(name, getattr(self, name), choices)
-
-    def key(self) -> str:
-        """A stable id, e.g. 'ppg_cnnlstm-f32-k5-u32'."""
-        return f"ppg_cnnlstm-f{self.filters}-k{self.kernel}-u{self.units}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"space": "ppg_cnnlstm", "key": self.key(), "filters": self.filters,
-                "kernel": self.kernel, "units": self.units}
 
     def layer_specs(self, length: int, channels: int, outputs: int) -> list[LayerSpec]:
         """The layers, for host.hw.costs ('same' convolution: every step is kept)."""
@@ -141,7 +148,7 @@ class CnnLstmArch:
 
 
 @dataclass(frozen=True, order=True)
-class SpectralArch:
+class SpectralArch(_GridArch):
     """A `ppg_spectral` network: `depth` x Conv1D(`filters`, `kernel`) over frequency.
 
     Then a score per bin, a softmax over the bins and its expectation in BPM (a soft arg-max).
@@ -154,20 +161,10 @@ class SpectralArch:
     GRID: ClassVar[dict[str, tuple[int, ...]]] = {
         "filters": SPECTRAL_FILTERS, "kernel": SPECTRAL_KERNELS, "depth": SPECTRAL_DEPTHS,
     }
+    SPACE: ClassVar[str] = "ppg_spectral"
+    KEY: ClassVar[str] = "ppg_spectral-f{filters}-k{kernel}-d{depth}"
     PATTERN: ClassVar[re.Pattern[str]] = re.compile(r"ppg_spectral-f(\d+)-k(\d+)-d(\d+)")
     EXAMPLE: ClassVar[str] = "ppg_spectral-f16-k9-d3"
-
-    def __post_init__(self) -> None:
-        for name, choices in self.GRID.items():
-            _check(name, getattr(self, name), choices)
-
-    def key(self) -> str:
-        """A stable id, e.g. 'ppg_spectral-f16-k9-d3'."""
-        return f"ppg_spectral-f{self.filters}-k{self.kernel}-d{self.depth}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"space": "ppg_spectral", "key": self.key(), "filters": self.filters,
-                "kernel": self.kernel, "depth": self.depth}
 
     def layer_specs(self, length: int, channels: int, outputs: int) -> list[LayerSpec]:
         """The convolutions ('same': every bin kept), the per-bin score and the expectation."""
