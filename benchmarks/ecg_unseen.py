@@ -1,10 +1,12 @@
 """ECG models on patients they have never seen (issue 18): DS1 -> DS2, and the demo's figure.
 
-Part 1 (`--config`, default configs/ecg_dechazal.toml): a search on de Chazal's DS1 (a
-fifth of its patients validate), then the best int8 model of at most `--max-bytes` (64 KB)
-by *validation* balanced accuracy is scored once on DS2 with the AAMI figures: N/S/V
-sensitivity and positive predictivity, balanced accuracy over the AAMI classes and for
-normal against anomalous, the j-index, float32 (Keras) against int8 (LiteRT), side by side
+Part 1 (`--config`, default configs/ecg_dechazal.toml; configs/ecg_dechazal_binary.toml
+for the two-class network): a search on de Chazal's DS1 (a fifth of its patients
+validate), then the best int8 model of at most `--max-bytes` (64 KB) by *validation*
+normal-vs-anomalous balanced accuracy (`--metric`) is scored once on DS2 with the AAMI
+figures: N/S/V sensitivity and positive predictivity, balanced accuracy over the AAMI
+classes and for normal against anomalous (by the most probable class, and as a detector:
+anomalous when p(N) < 0.5), the j-index, float32 (Keras) against int8 (LiteRT), side by side
 with the published figures the issue quotes. `--run DIR` reuses a finished search.
 
 Part 2 (`--demo-run DIR`): the best front model of a `make demo` run (by validation
@@ -82,15 +84,28 @@ def _best(front: list[dict[str, Any]], metric: str, max_bytes: int | None) -> di
     return ok[0][2]
 
 
-def _figures(y: np.ndarray, pred: np.ndarray, names: tuple[str, ...]) -> dict[str, Any]:
+def _figures(y: np.ndarray, outputs: np.ndarray, names: tuple[str, ...]) -> dict[str, Any]:
+    """The AAMI figures of a model's class probabilities `outputs` (n, classes).
+
+    Classes are the most probable one. `normal_vs_anomalous_balanced_accuracy_p_normal`
+    reads the same outputs as a detector, anomalous when p(N) < 0.5 (the summed
+    probability of every other class wins): for a network that names S, V and F but is
+    used to raise one alarm. On DS1 cross-validation (benchmarks/ecg_ds1_cv.py, "summed")
+    it was better for networks trained with balanced_binary weights (0.9005 against
+    0.8886, 3 of 3 seeds) and worse with balanced ones; for two classes it is the same.
+    """
     from host.train.metrics import classification_metrics, inter_patient_metrics
 
+    pred = outputs.argmax(axis=1)
     full = classification_metrics(y, pred, names)
     ip = inter_patient_metrics(y, pred, names)
+    by_p_normal = classification_metrics(
+        (y > 0).astype(np.int64), (outputs[:, 0] < 0.5).astype(np.int64), ("N", "anomalous"))
     out: dict[str, Any] = {
         "n": int(len(y)),
         "balanced_accuracy": full["balanced_accuracy"],
         "normal_vs_anomalous_balanced_accuracy": ip["normal_vs_anomalous_balanced_accuracy"],
+        "normal_vs_anomalous_balanced_accuracy_p_normal": by_p_normal["balanced_accuracy"],
     }
     if "j_index" in ip:
         out["j_index"] = ip["j_index"]
@@ -110,7 +125,7 @@ def score_model(
     detector's own sensitivity and positive predictivity.
     """
     from host.data.dataset import load_ecg_eval_windows
-    from host.export.evaluate import config_from_metadata, predict_tflite
+    from host.export.evaluate import config_from_metadata, tflite_outputs
     from host.export.flatbuf import read_metadata
 
     tflite = Path(entry["files"]["tflite"]).read_bytes()
@@ -118,7 +133,7 @@ def score_model(
     cfg = config_from_metadata(meta, records=records)
     windows = load_ecg_eval_windows(cfg)
     t0 = time.perf_counter()
-    int8 = _figures(windows.y, predict_tflite(tflite, windows.inputs()), windows.class_names)
+    int8 = _figures(windows.y, tflite_outputs(tflite, windows.inputs()), windows.class_names)
     result: dict[str, Any] = {
         "arch": entry["arch"],
         "int8_bytes": len(tflite),
@@ -129,7 +144,7 @@ def score_model(
     if detect:
         found = load_ecg_eval_windows(cfg, detect=True)
         result["int8_detected_beats"] = _figures(
-            found.y, predict_tflite(tflite, found.inputs()), found.class_names)
+            found.y, tflite_outputs(tflite, found.inputs()), found.class_names)
         result["detection"] = found.detection
     # The search keeps each trained network (its batch-1 export) as
     # models/<arch>-<train key>.keras beside the runs; the .tflite's metadata names the key.
@@ -141,18 +156,21 @@ def score_model(
         keras = import_keras()
         model = keras.models.load_model(keras_path, compile=False)
         outputs = model.predict(windows.inputs(), batch_size=1024, verbose=0)
-        result["float32"] = _figures(windows.y, outputs.argmax(axis=1), windows.class_names)
+        result["float32"] = _figures(windows.y, np.asarray(outputs), windows.class_names)
         result["int8_drop_pp"] = {
             k: 100 * (result["float32"][k] - int8[k])
-            for k in ("balanced_accuracy", "normal_vs_anomalous_balanced_accuracy")
+            for k in ("balanced_accuracy", "normal_vs_anomalous_balanced_accuracy",
+                      "normal_vs_anomalous_balanced_accuracy_p_normal")
         }
     return result
 
 
 def _print_table(title: str, rows: list[tuple[str, dict[str, Any]]]) -> None:
-    cols = ["normal_vs_anomalous_balanced_accuracy", "balanced_accuracy", "N_se", "N_ppv",
-            "S_se", "S_ppv", "V_se", "V_ppv", "j_index"]
-    heads = ["BA N/anom", "BA AAMI", "N Se", "N +P", "S Se", "S +P", "V Se", "V +P", "j"]
+    cols = ["normal_vs_anomalous_balanced_accuracy",
+            "normal_vs_anomalous_balanced_accuracy_p_normal", "balanced_accuracy", "N_se",
+            "N_ppv", "S_se", "S_ppv", "V_se", "V_ppv", "j_index"]
+    heads = ["BA N/anom", "p(N)<.5", "BA AAMI", "N Se", "N +P", "S Se", "S +P", "V Se",
+             "V +P", "j"]
     print(f"\n{title}")
     print(f"{'':<48}" + "".join(f"{h:>10}" for h in heads))
     for label, fig in rows:
@@ -182,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", help="a finished DS1 search's run folder (skip the search)")
     ap.add_argument("--out", default=str(REPO / "runs"), help="where a new search runs")
     ap.add_argument("--max-bytes", type=int, default=64 * 1024)
-    ap.add_argument("--metric", default="balanced_accuracy",
-                    help="validation figure that picks the model")
+    ap.add_argument("--metric", default="normal_vs_anomalous_balanced_accuracy",
+                    help="validation figure that picks the model (default: the goal's)")
     ap.add_argument("--demo-run", help="a `make demo` run folder to score on unseen patients")
     ap.add_argument("--skip-dechazal", action="store_true")
     ap.add_argument("--json", help="write every figure here")
@@ -212,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{det['positive_predictivity']:.4f} ({det['reference_beats']} reference beats)")
         goal_ba = scored["int8"]["normal_vs_anomalous_balanced_accuracy"]
         goal_v = scored["int8"].get("V_se")
-        print(f"\ngoal: normal-vs-anomalous BA >= 0.92 (int8: {goal_ba:.3f}); "
+        p_normal = scored["int8"]["normal_vs_anomalous_balanced_accuracy_p_normal"]
+        print(f"\ngoal: normal-vs-anomalous BA >= 0.92 (int8: {goal_ba:.3f}; read as a "
+              f"detector, anomalous when p(N) < 0.5: {p_normal:.3f}); "
               f"V Se >= 0.90 (int8: {goal_v if goal_v is None else round(goal_v, 3)})")
         if "int8_drop_pp" in scored:
             print("int8 drop (pp, float - int8): " + ", ".join(

@@ -42,6 +42,10 @@ def add_dataset_options(p: argparse.ArgumentParser, *, for_eval: bool = False) -
                    help="fixed windows (default) or one window centred on each beat")
     p.add_argument("--rr-features", action="store_true", default=None,
                    help="with --alignment beat: RR-interval features as a second model input")
+    p.add_argument("--rr-feature-names",
+                   help="with --rr-features: comma-separated RR features (default: all 9 of "
+                   "host.data.beats.RR_FEATURES; models before 2026-12-03 have the first 8, "
+                   "without rr_irregularity)")
     p.add_argument("--template-beats", type=int,
                    help="with --alignment beat: subtract the median of the previous N beats' "
                    "windows (the patient's running beat template) from each window (0: off)")
@@ -100,6 +104,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         "normalization": args.normalization,
         "alignment": args.alignment,
         "rr_features": args.rr_features,
+        "rr_feature_names": (tuple(n.strip() for n in args.rr_feature_names.split(",") if n.strip())
+                             if args.rr_feature_names else None),
         "template_beats": args.template_beats,
         "val_fraction": args.val_fraction,
         "sample_rate": args.sample_rate,

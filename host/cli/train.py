@@ -26,7 +26,8 @@ from host.cli.data import add_dataset_options, config_from_args
 TASKS = ("ecg", "ppg")
 #: options that describe MIT-BIH data (or a bionet by its genes): meaningless for --task ppg
 ECG_ONLY = ("records", "preset", "custom", "custom_source", "database", "window", "stride",
-            "lead", "normalization", "alignment", "rr_features", "template_beats",
+            "lead", "normalization", "alignment", "rr_features", "rr_feature_names",
+            "template_beats",
             "val_fraction", "split", "max_windows_per_record", "cache_dir", "no_cache", "blocks")
 #: options of the ppg task: meaningless for --task ecg
 PPG_ONLY = ("input", "val_subjects", "test_subjects", "resolution_bpm")
@@ -66,8 +67,10 @@ def register(sub: Any) -> None:
     group.add_argument("--clipnorm", type=float,
                        help="clip each gradient to this L2 norm (default 1.0; 0 turns it off)")
     group.add_argument("--patience", type=int, help="early-stopping patience (default 3)")
-    group.add_argument("--class-weights", choices=["balanced", "none"],
-                       help="default balanced")
+    group.add_argument("--class-weights",
+                       choices=["balanced", "balanced_sqrt", "balanced_binary", "none"],
+                       help="default balanced; balanced_sqrt: their square roots; "
+                       "balanced_binary: the first class against all others together")
     group.add_argument("--dropout", type=float)
     group.add_argument("--cv-folds", type=int,
                        help="quality by grouped cross-validation over the training and "

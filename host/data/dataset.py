@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from host.data import cache as cache_mod
-from host.data.beats import RR_FEATURES
+from host.data.beats import RR_FEATURES, check_rr_feature_names
 from host.data.classes import ClassScheme, resolve_scheme
 from host.data.download import ensure_records
 from host.data.mitdb import (
@@ -63,7 +63,8 @@ class EcgDatasetConfig:
       or "beat" (one window centred on each annotated beat, labelled by that beat; `stride`
       does not apply; host.data.beats).
     - `rr_features`: with beat alignment, give the model the beat's RR-interval features
-      (host.data.beats.RR_FEATURES) as a second input.
+      as a second input: `rr_feature_names` of host.data.beats.RR_FEATURE_CATALOG, None
+      (default) for the default set host.data.beats.RR_FEATURES.
     - `template_beats`: with beat alignment, subtract from each window the median of the
       previous `template_beats` beats' windows, the patient's own running beat template
       (host.data.windows.subtract_template); 0 (default) keeps the windows whole.
@@ -93,6 +94,7 @@ class EcgDatasetConfig:
     stride: int | None = None
     alignment: str = "fixed"
     rr_features: bool = False
+    rr_feature_names: tuple[str, ...] | None = None
     template_beats: int = 0
     lead: str | int = "MLII"
     normalization: str = "zscore"
@@ -133,6 +135,13 @@ class EcgDatasetConfig:
             raise ConfigError(f"rr_features: must be true or false, not {self.rr_features!r}")
         if self.rr_features and self.alignment != "beat":
             raise ConfigError("rr_features: RR intervals need alignment = 'beat'")
+        if self.rr_feature_names is not None:
+            if isinstance(self.rr_feature_names, str):
+                raise ConfigError("rr_feature_names: give a list of feature names, not one string")
+            object.__setattr__(self, "rr_feature_names",
+                               check_rr_feature_names(self.rr_feature_names))
+            if not self.rr_features:
+                raise ConfigError("rr_feature_names: needs rr_features = true")
         if (
             isinstance(self.template_beats, bool)
             or not isinstance(self.template_beats, int)
@@ -168,7 +177,12 @@ class EcgDatasetConfig:
     @property
     def n_aux_features(self) -> int:
         """Values of the second model input (0: the model has the window only)."""
-        return len(RR_FEATURES) if self.rr_features else 0
+        return len(self.rr_names) if self.rr_features else 0
+
+    @property
+    def rr_names(self) -> tuple[str, ...]:
+        """The RR features the model gets, in order (the default set unless named)."""
+        return self.rr_feature_names or RR_FEATURES
 
     def key_fields(self) -> dict[str, Any]:
         """Return the fields that change the prepared arrays (the cache key)."""
@@ -181,7 +195,9 @@ class EcgDatasetConfig:
                 d.pop(name)
         if self.alignment == "beat":
             d["subsample_floor_share"] = BEAT_FLOOR_SHARE
-            d["rr_feature_names"] = list(RR_FEATURES)
+            d["rr_feature_names"] = list(self.rr_names)
+        else:
+            d.pop("rr_feature_names")
         for k in ("data_dir", "cache_dir", "use_cache"):
             d.pop(k)
         d["custom"] = dict(self.custom) if self.custom is not None else None
@@ -239,7 +255,7 @@ class EcgDataset(Splits):
             "resample": cfg.sample_rate,
             "normalization": cfg.normalization,
             "alignment": cfg.alignment,
-            "rr_features": list(RR_FEATURES) if cfg.rr_features else None,
+            "rr_features": list(cfg.rr_names) if cfg.rr_features else None,
             "template_beats": cfg.template_beats,
             "lead": cfg.lead,
             "split": self.split_description,
@@ -412,7 +428,8 @@ def _collect(
         if cfg.alignment == "beat":
             x, y, aux, _ = make_beat_windows(rec, scheme, cfg.window, cfg.normalization,
                                              cfg.sample_rate,
-                                             template_beats=cfg.template_beats)
+                                             template_beats=cfg.template_beats,
+                                             rr_names=cfg.rr_names)
         else:
             x, y = make_windows(rec, scheme, cfg.window, cfg.stride, cfg.normalization,
                                 cfg.sample_rate)
@@ -527,7 +544,8 @@ def load_ecg_eval_windows(
                                    n_matched + match.matched)
         x, y, aux, _ = make_beat_windows(rec, scheme, config.window, config.normalization,
                                          config.sample_rate, beats=detected,
-                                         template_beats=config.template_beats)
+                                         template_beats=config.template_beats,
+                                         rr_names=config.rr_names)
         if len(y):
             parts.append((name, x, y, aux))
     if not parts:

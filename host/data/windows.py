@@ -186,8 +186,11 @@ def make_beat_windows(
     fs: float | None = None,
     beats: np.ndarray | None = None,
     template_beats: int = 0,
+    rr_names: tuple[str, ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Windows centred on each beat: x (n, window), y (n,), RR features (n, 8), positions (n,).
+    """Windows centred on each beat: x (n, window), y (n,), RR features (n, k), positions (n,).
+
+    The RR features are `rr_names` (None: host.data.beats.RR_FEATURES, k = 9).
 
     `template_beats` > 0 subtracts from each (normalized) window the median of the windows
     of the `template_beats` beats before it (`subtract_template`). The template runs over
@@ -198,7 +201,13 @@ def make_beat_windows(
     the reference beat it matches within 150 ms, and -1 (dropped) when it matches none;
     the RR features come from the given beats, as they would on a device.
     """
-    from host.data.beats import annotated_beats, beat_window_starts, match_beats, rr_features
+    from host.data.beats import (
+        RR_FEATURES,
+        annotated_beats,
+        beat_window_starts,
+        match_beats,
+        rr_features,
+    )
 
     if scheme.source != "beat":
         raise ConfigError(
@@ -219,7 +228,7 @@ def make_beat_windows(
         labels = np.full(len(positions), -1, np.int64)
         hit = match.detection_of_reference >= 0
         labels[match.detection_of_reference[hit]] = ref_label[hit]
-    rr = rr_features(positions, fs_out)
+    rr = rr_features(positions, fs_out, rr_names or RR_FEATURES)
     starts, whole = beat_window_starts(positions, window, len(signal))
     starts, labels, rr, positions = starts[whole], labels[whole], rr[whole], positions[whole]
     idx = starts[:, None] + np.arange(window)[None, :]

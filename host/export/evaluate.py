@@ -163,6 +163,11 @@ def config_from_metadata(meta: dict[str, Any], **overrides: Any) -> EcgDatasetCo
         "normalization": meta.get("normalization", "zscore"),
         "alignment": meta.get("alignment", "fixed"),
         "rr_features": bool(meta.get("rr_features")),
+        # the names the model was trained with: models older than the irregularity feature
+        # list 8 (host.data.beats.RR_FEATURES_V1) and get exactly those
+        "rr_feature_names": (tuple(meta["rr_features"])
+                             if isinstance(meta.get("rr_features"), list) and meta["rr_features"]
+                             else None),
         "template_beats": int(meta.get("template_beats") or 0),
         "sample_rate": meta.get("resample"),
         "seed": int(meta.get("seed", 0)),

@@ -53,11 +53,12 @@ class ClassificationTask(Task):
         return keras.losses.SparseCategoricalCrossentropy(from_logits=logits)
 
     def fit_options(self, data: TaskData, class_weights: str | None) -> dict[str, Any]:
-        if class_weights != "balanced":
-            return {}
-        from host.train.trainer import balanced_class_weights
+        from host.train.trainer import class_weights_of
 
-        return {"class_weight": balanced_class_weights(data.y_train, len(self.class_names()))}
+        if class_weights is None:
+            return {}
+        return {"class_weight": class_weights_of(
+            class_weights, np.asarray(data.y_train), len(self.class_names()))}
 
     def score(self, y_true: np.ndarray, outputs: np.ndarray) -> dict[str, Any]:
         predicted = np.asarray(outputs).reshape(len(y_true), -1).argmax(axis=-1)

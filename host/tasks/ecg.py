@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,10 @@ CLASSIFICATION_METRICS: tuple[MetricSpec, ...] = (
     # HALF's acceptance figures: every class but the first (normal) counts as a detection.
     quality("detection_rate", "anomalous windows detected (sensitivity)"),
     quality("false_alarm_rate", "normal windows called anomalous", maximise=False),
+    # The inter-patient literature's headline for a two-way decision (issue 18's goal):
+    # comparable across presets, since every class but the first merges into "anomalous".
+    quality("normal_vs_anomalous_balanced_accuracy",
+            "mean of normal and anomalous recall, the classes after the first merged"),
 )
 
 
@@ -58,6 +63,13 @@ class EcgClassification(ClassificationTask):
 
     def metrics(self) -> tuple[MetricSpec, ...]:
         return CLASSIFICATION_METRICS
+
+    def score(self, y_true: np.ndarray, outputs: np.ndarray) -> dict[str, Any]:
+        m = super().score(y_true, outputs)
+        detected, false_alarm = m["detection_rate"], m["false_alarm_rate"]
+        # NaN where a side has no windows (a validation side without anomalous beats).
+        m["normal_vs_anomalous_balanced_accuracy"] = (detected + 1.0 - false_alarm) / 2.0
+        return m
 
     # ------------------------------------------------------------------ data granularity
     def native_rate(self) -> float:

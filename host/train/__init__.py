@@ -5,6 +5,7 @@ from host.train.trainer import (
     TrainConfig,
     TrainResult,
     balanced_class_weights,
+    class_weights_of,
     train_candidate,
     train_model,
 )
@@ -13,6 +14,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "balanced_class_weights",
+    "class_weights_of",
     "classification_metrics",
     "confusion_matrix",
     "detection_rates",

@@ -30,14 +30,16 @@ MAX_CV_FOLDS = 10
 class TrainConfig:
     """How to train. Validated on construction; errors name the bad key.
 
-    `class_weights`: None (plain loss) or "balanced" (weights n / (k * n_c), as
-    scikit-learn's; classification tasks only). `patience`: epochs without `val_loss`
-    improvement before stopping (None disables early stopping). `restore_best`: keep the
-    weights of the best epoch. `clipnorm`: Adam clips each gradient to this L2 norm (0 or
-    None: no clipping). Clipping is the usual guard for LSTMs, whose gradients through long
-    sequences can explode: without it, the same BioNet trained twice with two seeds ended
-    0.44 and 0.58 in validation F1, with it 0.83 and 0.78 (docs/decisions.md, "Tabular
-    benchmark"). `dropout`: the rate a space puts after its convolutions.
+    `class_weights`: None (plain loss), "balanced" (weights n / (k * n_c), as
+    scikit-learn's), "balanced_sqrt" (their square roots, scaled to a mean of 1) or
+    "balanced_binary" (the first class against all others together; `class_weights_of`);
+    classification tasks only. `patience`: epochs without `val_loss` improvement before
+    stopping (None disables early stopping). `restore_best`: keep the weights of the best
+    epoch. `clipnorm`: Adam clips each gradient to this L2 norm (0 or None: no clipping).
+    Clipping is the usual guard for LSTMs, whose gradients through long sequences can
+    explode: without it, the same BioNet trained twice with two seeds ended 0.44 and 0.58 in
+    validation F1, with it 0.83 and 0.78 (docs/decisions.md, "Tabular benchmark").
+    `dropout`: the rate a space puts after its convolutions.
     `augment`: perturb training windows (host.train.augment.Augmentation: amplitude,
     baseline, noise, shift), a table in TOML; None or all zero: off. Validation and test
     windows are never augmented.
@@ -88,9 +90,10 @@ class TrainConfig:
             raise ConfigError(f"clipnorm: must be positive, 0 or None, not {self.clipnorm!r}")
         if self.patience is not None and self.patience < 0:
             raise ConfigError(f"patience: must be >= 0 or None, not {self.patience!r}")
-        if self.class_weights not in (None, "balanced"):
+        if self.class_weights is not None and self.class_weights not in CLASS_WEIGHT_SCHEMES:
             raise ConfigError(
-                f"class_weights: must be None or 'balanced', not {self.class_weights!r}"
+                f"class_weights: must be None or one of {list(CLASS_WEIGHT_SCHEMES)}, "
+                f"not {self.class_weights!r}"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout: must be in [0, 1), not {self.dropout!r}")
@@ -144,11 +147,44 @@ class TrainResult:
         }
 
 
-def balanced_class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
-    """Return n / (k * n_c) per class present (absent classes get 0)."""
+#: the `class_weights` schemes (TrainConfig), each a function of the training labels
+CLASS_WEIGHT_SCHEMES = ("balanced", "balanced_sqrt", "balanced_binary")
+
+
+def balanced_class_weights(
+    y: np.ndarray, n_classes: int, power: float = 1.0
+) -> dict[int, float]:
+    """Return (n / (k * n_c)) ** power per class present (absent classes get 0).
+
+    Scaled so the mean weight over the windows stays 1 (power 1 needs no scaling), so the
+    loss keeps its size and the learning rate its meaning.
+    """
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
     k = int((counts > 0).sum())
-    return {c: (len(y) / (k * counts[c]) if counts[c] else 0.0) for c in range(n_classes)}
+    raw = np.where(counts > 0, (len(y) / (k * np.maximum(counts, 1))) ** power, 0.0)
+    scale = len(y) / float((raw * counts).sum()) if len(y) else 1.0
+    return {c: float(raw[c] * scale) for c in range(n_classes)}
+
+
+def class_weights_of(scheme: str, y: np.ndarray, n_classes: int) -> dict[int, float]:
+    """The per-class loss weights of a `class_weights` scheme for training labels `y`.
+
+    - "balanced": every class weighs as much as any other in the loss;
+    - "balanced_sqrt": the square roots of those, scaled to a mean of 1;
+    - "balanced_binary": the first class (normal) weighs as much as all the others
+      together, which keep their natural proportions among themselves: the weighting of a
+      normal-vs-anomalous detector, for a model that still names the anomalous class.
+    """
+    if scheme == "balanced":
+        return balanced_class_weights(y, n_classes)
+    if scheme == "balanced_sqrt":
+        return balanced_class_weights(y, n_classes, power=0.5)
+    if scheme == "balanced_binary":
+        two = balanced_class_weights((np.asarray(y) > 0).astype(np.int64), 2)
+        counts = np.bincount(y, minlength=n_classes)
+        return {c: (two[0] if c == 0 else two[1]) if counts[c] else 0.0
+                for c in range(n_classes)}
+    raise ConfigError(f"class_weights: unknown {scheme!r}; choose {list(CLASS_WEIGHT_SCHEMES)}")
 
 
 def predict(model: Any, x: np.ndarray | list[np.ndarray], batch_size: int = 512) -> np.ndarray:

@@ -19,7 +19,13 @@ import pytest
 from child_models import build_once  # type: ignore[import-not-found]
 
 from host.data import EcgDatasetConfig, load_ecg_dataset, load_record
-from host.data.beats import RR_FEATURES, detect_beats, match_beats, rr_features
+from host.data.beats import (
+    RR_FEATURES,
+    RR_FEATURES_V1,
+    detect_beats,
+    match_beats,
+    rr_features,
+)
 from host.data.classes import resolve_scheme
 from host.data.windows import make_beat_windows, normalize, running_stats, subtract_template
 from host.errors import ConfigError
@@ -56,6 +62,52 @@ def test_rr_features_of_a_premature_beat() -> None:
     # Edges take their neighbour's interval rather than a zero.
     assert f[0, names["rr_prev_s"]] == pytest.approx(1.0)
     assert np.isfinite(rr_features(np.array([50]), fs)).all()
+
+
+def test_rr_irregularity_tells_fibrillation_from_an_isolated_premature_beat() -> None:
+    fs = 100.0
+    rng = np.random.default_rng(0)
+    regular = np.arange(0, 6000, 100)
+    premature = regular.copy()
+    premature[30] -= 40
+    # Atrial fibrillation: every interval drawn anew, 0.5-1.1 s.
+    fibrillation = np.cumsum(rng.integers(50, 110, 60))
+    col = RR_FEATURES.index("rr_irregularity")
+    assert np.allclose(rr_features(regular, fs)[:, col], 0.0)
+    f_pre = rr_features(premature, fs)[:, col]
+    f_af = rr_features(fibrillation, fs)[:, col]
+    # The premature beat's own prematurity shows, but far below a fibrillating rhythm's,
+    # and ten beats later it has left the local window.
+    assert 0.0 < f_pre[30] < 0.1 < np.median(f_af[10:])
+    assert f_pre[45] == pytest.approx(0.0)
+    # Causal: a beat's irregularity does not depend on the beats after it.
+    assert rr_features(fibrillation[:40], fs)[:, col] == pytest.approx(f_af[:40])
+
+
+def test_rr_feature_names_pick_and_order_columns() -> None:
+    beats = np.cumsum(np.random.default_rng(1).integers(60, 120, 50))
+    full = rr_features(beats, 100.0)
+    names = ("rr_irregularity", "rr_prev_s")
+    picked = rr_features(beats, 100.0, names)
+    np.testing.assert_array_equal(picked[:, 0], full[:, RR_FEATURES.index("rr_irregularity")])
+    np.testing.assert_array_equal(picked[:, 1], full[:, 0])
+    np.testing.assert_array_equal(rr_features(beats, 100.0, RR_FEATURES_V1), full[:, :8])
+    with pytest.raises(ConfigError, match="rr_jitter"):
+        rr_features(beats, 100.0, ("rr_prev_s", "rr_jitter"))
+
+
+def test_old_models_get_the_rr_features_they_were_trained_with() -> None:
+    from host.export.evaluate import config_from_metadata
+
+    new = EcgDatasetConfig(alignment="beat", rr_features=True)
+    old = EcgDatasetConfig(alignment="beat", rr_features=True, rr_feature_names=RR_FEATURES_V1)
+    assert (new.n_aux_features, old.n_aux_features) == (9, 8)
+    # Different inputs, different cached arrays.
+    assert new.key_fields()["rr_feature_names"] != old.key_fields()["rr_feature_names"]
+    meta = {"alignment": "beat", "preset": "normal-vs-ectopic", "window": 128,
+            "rr_features": list(RR_FEATURES_V1)}
+    assert config_from_metadata(dict(meta)).n_aux_features == 8
+    assert config_from_metadata({**meta, "rr_features": list(RR_FEATURES)}).n_aux_features == 9
 
 
 def test_running_normalization_uses_only_the_past() -> None:
@@ -182,6 +234,13 @@ def test_template_setting_travels_with_the_model(data_dir: Path, tmp_path: Path)
         ({"alignment": "beat", "template_beats": -1}, "template_beats"),
         ({"alignment": "beat", "template_beats": 500}, "template_beats"),
         ({"alignment": "beat", "template_beats": 2.5}, "template_beats"),
+        ({"alignment": "beat", "rr_feature_names": ("rr_prev_s",)}, "rr_features = true"),
+        ({"alignment": "beat", "rr_features": True, "rr_feature_names": ("rr_jitter",)},
+         "rr_jitter"),
+        ({"alignment": "beat", "rr_features": True, "rr_feature_names": "rr_prev_s"},
+         "not one string"),
+        ({"alignment": "beat", "rr_features": True,
+          "rr_feature_names": ("rr_prev_s", "rr_prev_s")}, "each feature once"),
     ],
 )
 def test_bad_beat_options_name_themselves(bad: dict[str, Any], needle: str) -> None:
@@ -198,9 +257,11 @@ def test_half_space_says_it_takes_one_input() -> None:
                       max_params=None)
     arch = space.from_key("bionet-b0-x1-l16")
     plain = get_space("bionet", InputSpec(128, 1, 2), max_params=None).costs(arch)
-    # The RR branch: 8 -> 8 ReLU units, and its own logits (8 x 2 + 2) added to the LSTM's.
-    assert space.costs(arch).params - plain.params == 8 * 8 + 8 + 8 * 2 + 2
-    assert space.costs(arch).input_buffer_bytes == 128 + 8
+    # The RR branch: k features -> 8 ReLU units, and its own logits (8 x 2 + 2) added to
+    # the LSTM's.
+    k = len(RR_FEATURES)
+    assert space.costs(arch).params - plain.params == k * 8 + 8 + 8 * 2 + 2
+    assert space.costs(arch).input_buffer_bytes == 128 + k
 
 
 # --------------------------------------------------------------------------- metrics
@@ -436,7 +497,7 @@ def test_two_input_model_runs_in_litert_with_its_inputs_paired(beat_model: dict[
     ds = beat_model["ds"]
     io = io_tensors(beat_model["int8"])
     shapes = sorted(tuple(t["shape"]) for t in io["inputs"])
-    assert shapes == [(1, 8), (1, 128, 1)]
+    assert shapes == [(1, len(RR_FEATURES)), (1, 128, 1)]
     assert all(t["dtype"] == "int8" for t in io["inputs"])
     # The float model reproduces Keras: the window and the RR features reach the right inputs.
     out = tflite_outputs(beat_model["float32"], ds.inputs("test"))
@@ -514,3 +575,19 @@ def test_hls_generator_says_it_has_no_second_input(beat_model: dict[str, Any]) -
 
     with pytest.raises(CandidateRejected, match="2 inputs .* no port in the HLS"):
         parse_tflite(beat_model["int8"])
+
+
+def test_ecg_task_scores_normal_against_anomalous_for_the_search() -> None:
+    from host.tasks.ecg import EcgClassification
+
+    task = EcgClassification(EcgDatasetConfig(
+        preset="custom", custom={"N": "N", "S": "A", "V": "V", "F": "F"}))
+    assert "normal_vs_anomalous_balanced_accuracy" in {m.name for m in task.metrics()}
+    y = np.array([0, 0, 1, 2, 3])
+    predicted = np.array([0, 1, 2, 1, 0])  # S called V still counts as anomalous
+    m = task.score(y, np.eye(4)[predicted])
+    # normal recall 1/2, anomalous recall 2/3
+    assert m["normal_vs_anomalous_balanced_accuracy"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert m["normal_vs_anomalous_balanced_accuracy"] == pytest.approx(
+        inter_patient_metrics(y, predicted, ("N", "S", "V", "F"))[
+            "normal_vs_anomalous_balanced_accuracy"])

@@ -15,6 +15,7 @@ from host.tasks.ecg import EcgClassification
 from host.train import (
     TrainConfig,
     balanced_class_weights,
+    class_weights_of,
     classification_metrics,
     detection_rates,
     train_candidate,
@@ -64,6 +65,20 @@ def test_train_config_validation() -> None:
     assert TrainConfig(verbose=2) == TrainConfig(verbose=0)
     w = balanced_class_weights(np.array([0, 0, 0, 1]), 3)
     assert w[0] == pytest.approx(4 / 6) and w[1] == pytest.approx(2.0) and w[2] == 0.0
+    # Square roots, scaled so the mean weight over the windows stays 1.
+    y = np.array([0] * 90 + [1] * 10)
+    sq = balanced_class_weights(y, 2, power=0.5)
+    assert sq[1] / sq[0] == pytest.approx(3.0)
+    assert (90 * sq[0] + 10 * sq[1]) / 100 == pytest.approx(1.0)
+    assert TrainConfig(class_weights="balanced_sqrt").class_weights == "balanced_sqrt"
+    # Normal against the rest: the anomalous classes share half the loss in their own
+    # proportions (here 30 of 40 anomalous windows are class 1).
+    y4 = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    w4 = class_weights_of("balanced_binary", y4, 4)
+    assert 60 * w4[0] == pytest.approx(40 * w4[1]) and w4[1] == w4[2] and w4[3] == 0.0
+    assert class_weights_of("balanced_sqrt", y, 2) == sq
+    with pytest.raises(ConfigError, match="balanced_sqrt"):
+        TrainConfig(class_weights="sqrt")
 
 
 def test_train_small_network_on_real_windows(data_dir: Path, tmp_path: Path) -> None:
