@@ -8,6 +8,14 @@ fold's held-out patients are pooled, so every DS1 patient is scored once by a ne
 never saw them. DS2 is never loaded into a model: the dataset's test side is replaced by its
 validation side before training, so no DS2 figure is even computed.
 
+Early stopping needs validation patients of its own. By default (`--early-stopping inner`)
+each fold's training patients give up a seeded fifth of themselves for it, so the scored
+patients choose nothing, not even the epoch. `--early-stopping held-out` lets the scored
+patients stop the training (restoring the epoch of their lowest loss), as the harness did
+until 2026-12-03; that figure is biased upwards, and more for networks whose held-out
+loss swings (docs/decisions.md, "Early stopping on the scored patients, a smaller
+space and a refit").
+
 It prints, per seed, the pooled normal-vs-anomalous balanced accuracy, the AAMI per-class
 sensitivity, the confusion matrix (rows: true class) and the records with the most errors,
 then the mean over seeds. A light setting (90 Hz, 64-sample windows, 150 beats per record)
@@ -44,6 +52,30 @@ CLASSES = {
 }
 
 
+def inner_split(fold: Any, share: float, seed: int) -> Any:
+    """`fold` with a seeded `share` of its training patients moved to a validation side of
+    their own (early stopping), and its validation patients moved to the test side.
+
+    The fold's held-out patients are then scored by a network whose every choice, the
+    epoch included, was made on other patients.
+    """
+    groups = sorted(set(fold.groups_train.tolist()))
+    n_inner = max(1, round(share * len(groups)))
+    inner = [groups[i] for i in np.random.default_rng(seed).permutation(len(groups))[:n_inner]]
+    val = np.isin(fold.groups_train, inner)
+    aux = fold.aux_train
+    return replace(
+        fold,
+        x_train=fold.x_train[~val], y_train=fold.y_train[~val],
+        groups_train=fold.groups_train[~val],
+        aux_train=None if aux is None else aux[~val],
+        x_val=fold.x_train[val], y_val=fold.y_train[val], groups_val=fold.groups_train[val],
+        aux_val=None if aux is None else aux[val],
+        x_test=fold.x_val, y_test=fold.y_val, aux_test=fold.aux_val,
+        selection=f"early stopping on {', '.join(map(str, inner))}",
+    )
+
+
 def _cv_once(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     from host.data import load_ecg_dataset
     from host.data.dataset import EcgDatasetConfig
@@ -51,7 +83,7 @@ def _cv_once(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     from host.tasks.ecg import EcgClassification
     from host.train import TrainConfig, train_candidate
     from host.train.metrics import inter_patient_metrics
-    from host.train.trainer import predict
+    from host.train.trainer import best_epoch, predict
 
     rr_names = (tuple(n.strip() for n in args.rr_feature_names.split(",") if n.strip())
                 if args.rr_feature_names else None)
@@ -78,9 +110,27 @@ def _cv_once(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     y_pred: list[np.ndarray] = []
     p_normal: list[np.ndarray] = []
     groups: list[np.ndarray] = []
-    for fold in ds.grouped_folds(args.folds, seed):
-        result = train_candidate(space, arch, task, fold, train_cfg)
-        out = predict(result.model, fold.inputs("val"))
+    p_inner: list[np.ndarray] = []  # refit: the inner-stopped network's p(N), for pairing
+    for i, fold in enumerate(ds.grouped_folds(args.folds, seed)):
+        if args.early_stopping in ("inner", "refit"):
+            nested = inner_split(fold, 1 / args.folds, seed * 100 + i)
+            result = train_candidate(space, arch, task, nested, train_cfg)
+            out = predict(result.model, nested.inputs("test"))
+            p_inner.append(out[:, 0])
+            if args.early_stopping == "refit":
+                # The epochs the inner patients chose, then one training on every training
+                # patient of the fold with no early stopping: the held-out side is passed
+                # as validation only because Keras reports on it; nothing is chosen by it.
+                refit_cfg = replace(train_cfg, patience=None,
+                                    epochs=best_epoch(result.history, "val_loss"),
+                                    aux_first_epochs=(best_epoch(result.history,
+                                                                 "aux_first_val_loss")
+                                                      if train_cfg.aux_first_epochs else 0))
+                result = train_candidate(space, arch, task, fold, refit_cfg)
+                out = predict(result.model, fold.inputs("val"))
+        else:
+            result = train_candidate(space, arch, task, fold, train_cfg)
+            out = predict(result.model, fold.inputs("val"))
         y_true.append(fold.y_val)
         y_pred.append(out.argmax(axis=-1))
         p_normal.append(out[:, 0])
@@ -92,6 +142,10 @@ def _cv_once(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     summed = inter_patient_metrics((yt > 0).astype(np.int64),
                                    (np.concatenate(p_normal) < 0.5).astype(np.int64),
                                    ("N", "anomalous"))
+    before_refit = (inter_patient_metrics((yt > 0).astype(np.int64),
+                                          (np.concatenate(p_inner) < 0.5).astype(np.int64),
+                                          ("N", "anomalous"))["balanced_accuracy"]
+                    if args.early_stopping == "refit" else None)
     cm = np.zeros((len(ds.class_names),) * 2, np.int64)
     np.add.at(cm, (yt, yp), 1)
     errors = {str(r): int(((yt != yp) & (g == r)).sum()) for r in np.unique(g)}
@@ -101,6 +155,7 @@ def _cv_once(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         "binary_ba": m["normal_vs_anomalous_balanced_accuracy"],
         "binary_ba_summed": summed["balanced_accuracy"],
         "aami_ba": m["balanced_accuracy"],
+        "binary_ba_summed_before_refit": before_refit,
         "se": {c: v["sensitivity"] for c, v in m["per_class"].items()},
         "confusion": cm.tolist(),
         "worst_records": worst,
@@ -127,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--class-weights", default="balanced",
                    choices=["balanced", "balanced_sqrt", "balanced_binary", "none"])
     p.add_argument("--augment", help="[train] augment as JSON")
+    p.add_argument("--early-stopping", choices=["inner", "refit", "held-out"], default="inner",
+                   help="which patients stop each fold's training: a fifth of its "
+                        "training patients (default); 'refit': then train again on all of "
+                        "them for the epochs those chose; 'held-out': the scored patients "
+                        "themselves (biased)")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
     runs = []
@@ -139,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {seed}: binary BA {r['binary_ba']:.4f} "
               f"(summed {r['binary_ba_summed']:.4f}), AAMI BA {r['aami_ba']:.4f}; Se {se}; "
               f"{r['n']} beats, {r['seconds']:.0f} s", flush=True)
+        if r["binary_ba_summed_before_refit"] is not None:
+            print(f"  before the refit (inner early stopping, p(N) < 0.5): "
+                  f"{r['binary_ba_summed_before_refit']:.4f}")
         print(f"  confusion (rows true N, S, V, F): {r['confusion']}")
         print(f"  most errors: {r['worst_records']}", flush=True)
     mean_binary = float(np.mean([r["binary_ba"] for r in runs]))

@@ -615,7 +615,8 @@ def _from_arrays(
     if cfg.split != "random" and n_val < MIN_VAL_PATIENTS:
         log.warning(
             "validation side holds %d patient record(s) (%s): early stopping and the search's "
-            "quality figure will swing from epoch to epoch; raise data.val_fraction or add records",
+            "quality figure will swing from epoch to epoch; raise data.val_fraction, add records "
+            "or let [train] cv_folds (grouped cross-validation) give the quality figure",
             n_val, ", ".join(ds.records.get("val", [])),
         )
     missing_train = [c for i, c in enumerate(ds.class_names) if not (ds.y_train == i).any()]

@@ -8,7 +8,7 @@ is the same network.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -57,6 +57,16 @@ class TrainConfig:
     patients, and the quality figure is their mean (the folds are kept under "folds"); the
     network kept is the one trained on the configured split. The test side never trains
     or validates.
+    `refit`: with `cv_folds` >= 2, train the kept network once more, from its initial
+    weights' seed, on the training and validation patients together, for the epochs the
+    configured split's early stopping chose (the RR branch's and the rest's); no early
+    stopping, since no patient is left to stop it. Its quality figure is the
+    cross-validation mean, which measures the procedure on held-out patients; the
+    validation side trained, so it no longer measures this network (the `selection` says
+    so). In DS1 cross-validation with the epoch chosen on patients outside the scored fold,
+    refitting on a fold's every training patient raised normal-vs-anomalous balanced
+    accuracy over the early-stopped network (docs/decisions.md, "Early stopping on the
+    scored patients, a smaller space and a refit").
     `verbose` (the Keras fit verbosity) and `eval_batch_size` do not change the trained
     network, so they are not part of what makes two trainings the same.
     """
@@ -73,6 +83,7 @@ class TrainConfig:
     augment: Augmentation | None = None
     aux_first_epochs: int = 0
     cv_folds: int = 0
+    refit: bool = False
     seed: int = 0
     verbose: int = field(default=0, compare=False)
     eval_batch_size: int = field(default=512, compare=False)
@@ -106,6 +117,13 @@ class TrainConfig:
                 or not 0 <= self.cv_folds <= MAX_CV_FOLDS):
             raise ConfigError(
                 f"cv_folds: must be an integer from 0 to {MAX_CV_FOLDS}, not {self.cv_folds!r}"
+            )
+        if not isinstance(self.refit, bool):
+            raise ConfigError(f"refit: must be true or false, not {self.refit!r}")
+        if self.refit and self.cv_folds < 2:
+            raise ConfigError(
+                "refit: needs cv_folds >= 2; a network trained on its validation patients "
+                "has no held-out quality figure unless cross-validation gives one"
             )
         augment = Augmentation.from_any(self.augment)
         object.__setattr__(self, "augment", augment if augment and augment.enabled else None)
@@ -225,7 +243,53 @@ def train_candidate(
     for r in results[1:]:
         kept.train_seconds += r.train_seconds
         kept.total_seconds += r.total_seconds
+    if config.refit:
+        kept = _refit(space, arch, task, data, config, kept)
     return kept
+
+
+def best_epoch(history: dict[str, list[float]], key: str = "val_loss") -> int:
+    """The 1-based epoch of the lowest `key` in a Keras history: what early stopping kept."""
+    values = history.get(key)
+    if not values:
+        raise ValueError(f"history has no {key!r}: {sorted(history)}")
+    return int(np.argmin(values)) + 1
+
+
+def _refit(
+    space: Space[Any], arch: Any, task: Task, data: TaskData, config: TrainConfig,
+    kept: TrainResult,
+) -> TrainResult:
+    """`TrainConfig.refit`: `arch` trained on training + validation for `kept`'s epochs."""
+    if data.groups_val is None or data.groups_train is None:
+        raise ConfigError("refit: the dataset does not say which patient each window is from")
+    epochs = best_epoch(kept.history, "val_loss")
+    aux_epochs = (best_epoch(kept.history, "aux_first_val_loss")
+                  if config.aux_first_epochs else 0)
+    everyone = replace(
+        data,
+        x_train=np.concatenate([data.x_train, data.x_val]),
+        y_train=np.concatenate([data.y_train, data.y_val]),
+        groups_train=np.concatenate([data.groups_train, data.groups_val]),
+        aux_train=(None if data.aux_train is None or data.aux_val is None
+                   else np.concatenate([data.aux_train, data.aux_val])),
+    )
+    # Fixed epochs, no early stopping: the validation side is still passed because Keras
+    # reports on it, but it trains here and chooses nothing.
+    cfg = replace(config, epochs=epochs, aux_first_epochs=aux_epochs, patience=None,
+                  cv_folds=0, refit=False)
+    refitted = _train_once(space, arch, task, everyone, cfg)
+    refitted.val_metrics = kept.val_metrics
+    refitted.config = config
+    refitted.selection = (
+        f"{kept.selection}; then refitted on training and validation together for "
+        f"{epochs} epochs (RR branch first: {aux_epochs}), so the validation side trained "
+        "and the quality figure is the cross-validation mean"
+    )
+    refitted.train_seconds += kept.train_seconds
+    refitted.total_seconds += kept.total_seconds
+    refitted.history.update({f"before_refit_{k}": v for k, v in kept.history.items()})
+    return refitted
 
 
 def cross_validation_metrics(

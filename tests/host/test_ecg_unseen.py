@@ -392,6 +392,39 @@ def test_cross_validated_quality_is_the_folds_mean(data_dir: Path, tmp_path: Pat
         TrainConfig(cv_folds=11)
 
 
+def test_refit_trains_on_validation_patients_for_the_chosen_epochs(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("tf_keras")
+    from host.train import TrainConfig, train_candidate
+    from host.train.trainer import best_epoch
+
+    ds, task, space = _bionet_on_beats(tmp_path)
+    arch = space.from_key("bionet-b0-x1-l16")
+    base = {"epochs": 4, "patience": 1, "aux_first_epochs": 3, "cv_folds": 2}
+    cv = train_candidate(space, arch, task, ds, TrainConfig(**base))
+    refit = train_candidate(space, arch, task, ds, TrainConfig(**base, refit=True))
+    # The epochs are those the configured split's early stopping kept, for each phase...
+    chosen = best_epoch(cv.history, "val_loss")
+    chosen_aux = best_epoch(cv.history, "aux_first_val_loss")
+    assert refit.epochs_run == chosen
+    assert len(refit.history["aux_first_loss"]) == chosen_aux
+    assert refit.history["before_refit_val_loss"] == cv.history["val_loss"]
+    # ... the quality figure is still the cross-validation mean of held-out patients...
+    assert refit.val_metrics["balanced_accuracy"] == pytest.approx(
+        cv.val_metrics["balanced_accuracy"])
+    assert "refitted on training and validation together" in refit.selection
+    # ... and the network is another one: same seed, trained on the validation windows too.
+    x_val = ds.inputs("val")
+    assert not np.allclose(refit.model.predict(x_val, verbose=0),
+                           cv.model.predict(x_val, verbose=0), atol=1e-4)
+    assert refit.config.refit and refit.test_metrics["n"] == len(ds.y_test)
+    with pytest.raises(ConfigError, match="refit: needs cv_folds >= 2"):
+        TrainConfig(refit=True)
+    with pytest.raises(ConfigError, match="refit: must be true or false"):
+        TrainConfig(refit="yes", cv_folds=2)  # type: ignore[arg-type]
+
+
 # --------------------------------------------------------------------------- augmentation
 def test_augmentation_never_touches_validation_or_test(data_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("tf_keras")
