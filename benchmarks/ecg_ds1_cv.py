@@ -83,7 +83,7 @@ def _cv_once(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     from host.tasks.ecg import EcgClassification
     from host.train import TrainConfig, train_candidate
     from host.train.metrics import inter_patient_metrics
-    from host.train.trainer import best_epoch, predict
+    from host.train.trainer import predict, refit_config
 
     rr_names = (tuple(n.strip() for n in args.rr_feature_names.split(",") if n.strip())
                 if args.rr_feature_names else None)
@@ -121,12 +121,8 @@ def _cv_once(args: argparse.Namespace, seed: int) -> dict[str, Any]:
                 # The epochs the inner patients chose, then one training on every training
                 # patient of the fold with no early stopping: the held-out side is passed
                 # as validation only because Keras reports on it; nothing is chosen by it.
-                refit_cfg = replace(train_cfg, patience=None,
-                                    epochs=best_epoch(result.history, "val_loss"),
-                                    aux_first_epochs=(best_epoch(result.history,
-                                                                 "aux_first_val_loss")
-                                                      if train_cfg.aux_first_epochs else 0))
-                result = train_candidate(space, arch, task, fold, refit_cfg)
+                result = train_candidate(space, arch, task, fold,
+                                         refit_config(train_cfg, result.history))
                 out = predict(result.model, fold.inputs("val"))
         else:
             result = train_candidate(space, arch, task, fold, train_cfg)

@@ -256,16 +256,24 @@ def best_epoch(history: dict[str, list[float]], key: str = "val_loss") -> int:
     return int(np.argmin(values)) + 1
 
 
+def refit_config(config: TrainConfig, history: dict[str, list[float]]) -> TrainConfig:
+    """`config` for a second training of the epochs a first one's early stopping kept.
+
+    Fixed epochs (the RR branch's and the rest's), no early stopping, no cross-validation:
+    the validation side is still passed because Keras reports on it, but it chooses nothing.
+    """
+    aux = best_epoch(history, "aux_first_val_loss") if config.aux_first_epochs else 0
+    return replace(config, epochs=best_epoch(history, "val_loss"), aux_first_epochs=aux,
+                   patience=None, cv_folds=0, refit=False)
+
+
 def _refit(
     space: Space[Any], arch: Any, task: Task, data: TaskData, config: TrainConfig,
     kept: TrainResult,
 ) -> TrainResult:
     """`TrainConfig.refit`: `arch` trained on training + validation for `kept`'s epochs."""
-    if data.groups_val is None or data.groups_train is None:
-        raise ConfigError("refit: the dataset does not say which patient each window is from")
-    epochs = best_epoch(kept.history, "val_loss")
-    aux_epochs = (best_epoch(kept.history, "aux_first_val_loss")
-                  if config.aux_first_epochs else 0)
+    # (grouped_folds has already refused a dataset without patients.)
+    cfg = refit_config(config, kept.history)
     everyone = replace(
         data,
         x_train=np.concatenate([data.x_train, data.x_val]),
@@ -274,17 +282,13 @@ def _refit(
         aux_train=(None if data.aux_train is None or data.aux_val is None
                    else np.concatenate([data.aux_train, data.aux_val])),
     )
-    # Fixed epochs, no early stopping: the validation side is still passed because Keras
-    # reports on it, but it trains here and chooses nothing.
-    cfg = replace(config, epochs=epochs, aux_first_epochs=aux_epochs, patience=None,
-                  cv_folds=0, refit=False)
     refitted = _train_once(space, arch, task, everyone, cfg)
     refitted.val_metrics = kept.val_metrics
     refitted.config = config
     refitted.selection = (
         f"{kept.selection}; then refitted on training and validation together for "
-        f"{epochs} epochs (RR branch first: {aux_epochs}), so the validation side trained "
-        "and the quality figure is the cross-validation mean"
+        f"{cfg.epochs} epochs (RR branch first: {cfg.aux_first_epochs}), so the validation "
+        "side trained and the quality figure is the cross-validation mean"
     )
     refitted.train_seconds += kept.train_seconds
     refitted.total_seconds += kept.total_seconds
