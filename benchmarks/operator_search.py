@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--devices", default=",".join(DEVICES))
     p.add_argument("--epochs", type=int, default=60, help="training epochs of the originals")
+    p.add_argument("--max-layers", type=int, default=0,
+                   help="operators adapted at most, for every model (default: the budget's 2; "
+                   "hilnas adapt's own default is 3)")
     p.add_argument("--patience", type=int, default=10,
                    help="early-stopping patience of the originals: trained to convergence, "
                    "so that fine-tuning during the search is not counted as a gain")
@@ -86,8 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         for dev in args.devices.split(","):
             adapted = out / f"{name}-{dev}"
             if not (adapted / "adapt.json").exists():
+                search = list(quick if args.quick else budget[name])
+                if args.max_layers:
+                    search[search.index("--max-layers") + 1] = str(args.max_layers)
                 hilnas("adapt", str(trained), "--task", "ppg", "--device", DEVICES[dev],
-                       *(quick if args.quick else budget[name]), "--out", str(adapted),
+                       *search, "--out", str(adapted),
                        log=out / f"{name}-{dev}-adapt.log")
             s = json.loads((adapted / "adapt.json").read_text())
             troika = {}

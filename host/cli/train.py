@@ -78,6 +78,9 @@ def register(sub: Any) -> None:
     group.add_argument("--refit", action="store_true", default=None,
                        help="with --cv-folds: train the kept network again on training and "
                        "validation patients together, for the epochs its early stopping chose")
+    group.add_argument("--restarts", type=int,
+                       help="train from this many seeds (seed + 1000 r) and keep the best on "
+                       "validation (default 1; ppg: by tracked AAE)")
     group.add_argument("--aux-first-epochs", type=int,
                        help="two-input models: fit the RR branch alone first for up to N "
                        "epochs, then freeze it (default 0: one joint fit)")
@@ -115,6 +118,7 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         "aux_first_epochs": args.aux_first_epochs,
         "cv_folds": args.cv_folds,
         "refit": args.refit,
+        "restarts": args.restarts,
     }
     options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if args.class_weights is not None:

@@ -250,6 +250,25 @@ class Task(ABC):
     def score(self, y_true: np.ndarray, outputs: np.ndarray) -> dict[str, Any]:
         """The task's metrics of a model's raw outputs (logits, probabilities or values)."""
 
+    def score_side(self, data: TaskData, side: str, outputs: np.ndarray) -> dict[str, Any]:
+        """`score` of a model's outputs on one side ("val", "test") of `data`.
+
+        A task whose figures need more than the labels (the pulse-rate task tracks each
+        recording's windows in time order) reads it from the dataset here.
+        """
+        return self.score(getattr(data, f"y_{side}"), outputs)
+
+    def restart_value(self, val_metrics: dict[str, Any]) -> float:
+        """The validation figure that ranks restarts of one network (larger is better).
+
+        `TrainConfig.restarts` trains a network from several seeds and keeps the one this
+        ranks first; by default the task's `default_quality`, in its direction.
+        """
+        name = self.default_quality()
+        spec = next((m for m in self.metrics() if m.name == name), None)
+        value = float(val_metrics[name])
+        return value if spec is None or spec.maximise else -value
+
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):

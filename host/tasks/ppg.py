@@ -299,6 +299,22 @@ class PulseRate(Task):
     def score(self, y_true: np.ndarray, outputs: np.ndarray) -> dict[str, Any]:
         return regression_metrics(y_true, outputs)
 
+    def score_side(self, data: Any, side: str, outputs: np.ndarray) -> dict[str, Any]:
+        """Per window and, where the dataset says which recording each window is, tracked."""
+        names = getattr(data, "recordings", {}).get(side)
+        if names is None or len(names) != len(getattr(data, f"y_{side}")):
+            return super().score_side(data, side, outputs)
+        return data.score(side, outputs)
+
+    def restart_value(self, val_metrics: dict[str, Any]) -> float:
+        """Minus the tracked validation AAE: what a wearable running the tracker reports.
+
+        The per-window AAE when there is no tracked figure. Tracked, because the product
+        reports the tracked rate and `ppg_spectral`'s grid was ranked by it (docs/ppg.md).
+        """
+        tracked = val_metrics.get("tracked", {}).get("aae_bpm")
+        return -float(tracked if tracked is not None else val_metrics["aae_bpm"])
+
 
 def regression_metrics(y_true: np.ndarray, outputs: np.ndarray,
                        activities: np.ndarray | None = None,

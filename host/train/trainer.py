@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 #: grouped cross-validation multiplies every training by its folds: more is rarely worth it
 MAX_CV_FOLDS = 10
+#: restarts multiply every training too
+MAX_RESTARTS = 10
+#: restart r trains from seed + RESTART_SEED_STEP * r, far from the seeds a user runs by hand
+RESTART_SEED_STEP = 1000
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,14 @@ class TrainConfig:
     refitting on a fold's every training patient raised normal-vs-anomalous balanced
     accuracy over the early-stopped network (docs/decisions.md, "Early stopping on the
     scored patients, a smaller space and a refit").
+    `restarts`: train each network this many times, restart r from seed
+    `seed + 1000 r`, and keep the one whose validation figure ranks first
+    (`Task.restart_value`: the task's quality; tracked AAE for the pulse-rate task). A
+    small network's training can settle on different solutions from one seed to the next
+    (`ppg_spectral` held out on one TROIKA subject: 31 BPM from one seed, 6 from another),
+    and only the validation side says which; the test side chooses nothing. With
+    `cv_folds`, each fold restarts on its own validation patients, and a refit starts from
+    the kept network's seed. `result.restarts` lists each seed and its figure.
     `verbose` (the Keras fit verbosity) and `eval_batch_size` do not change the trained
     network, so they are not part of what makes two trainings the same.
     """
@@ -84,6 +96,7 @@ class TrainConfig:
     aux_first_epochs: int = 0
     cv_folds: int = 0
     refit: bool = False
+    restarts: int = 1
     seed: int = 0
     verbose: int = field(default=0, compare=False)
     eval_batch_size: int = field(default=512, compare=False)
@@ -125,6 +138,11 @@ class TrainConfig:
                 "refit: needs cv_folds >= 2; a network trained on its validation patients "
                 "has no held-out quality figure unless cross-validation gives one"
             )
+        if (isinstance(self.restarts, bool) or not isinstance(self.restarts, int)
+                or not 1 <= self.restarts <= MAX_RESTARTS):
+            raise ConfigError(
+                f"restarts: must be an integer from 1 to {MAX_RESTARTS}, not {self.restarts!r}"
+            )
         augment = Augmentation.from_any(self.augment)
         object.__setattr__(self, "augment", augment if augment and augment.enabled else None)
 
@@ -148,6 +166,8 @@ class TrainResult:
     config: TrainConfig = field(default_factory=TrainConfig)
     #: which validation side chose the epoch and scores the model (Splits.selection)
     selection: str = ""
+    #: `TrainConfig.restarts` > 1: each restart's seed and validation figure, in order
+    restarts: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """Return a JSON-able summary (no model)."""
@@ -162,6 +182,7 @@ class TrainResult:
             "test": self.test_metrics,
             "history": self.history,
             "train_config": self.config.to_json(),
+            **({"restarts": self.restarts} if self.restarts else {}),
         }
 
 
@@ -231,10 +252,10 @@ def train_candidate(
     cross-validation and the validation metrics are the folds' mean (TrainConfig).
     """
     if config.cv_folds < 2:
-        return _train_once(space, arch, task, data, config)
+        return _train_restarts(space, arch, task, data, config)
     folds = data.grouped_folds(config.cv_folds, config.seed)
-    kept = _train_once(space, arch, task, data, config)
-    results = [kept] + [_train_once(space, arch, task, fold, config) for fold in folds[1:]]
+    kept = _train_restarts(space, arch, task, data, config)
+    results = [kept] + [_train_restarts(space, arch, task, fold, config) for fold in folds[1:]]
     kept.val_metrics = cross_validation_metrics(
         [r.val_metrics for r in results], [r.selection for r in results])
     kept.selection = (f"mean of {config.cv_folds}-fold grouped cross-validation over the "
@@ -245,6 +266,38 @@ def train_candidate(
         kept.total_seconds += r.total_seconds
     if config.refit:
         kept = _refit(space, arch, task, data, config, kept)
+    return kept
+
+
+def _train_restarts(
+    space: Space[Any], arch: Any, task: Task, data: TaskData, config: TrainConfig
+) -> TrainResult:
+    """`config.restarts` trainings of `arch` from different seeds; the best on validation.
+
+    Restart r uses seed `config.seed + RESTART_SEED_STEP * r` (restart 0: the seed itself,
+    so one restart is a plain training). The kept result keeps `config` as given (so a
+    rerun with it reproduces the choice); its own seed is the one `restarts` marks kept.
+    """
+    if config.restarts == 1:
+        return _train_once(space, arch, task, data, config)
+    if not len(data.y_val):
+        raise ConfigError("restarts: choosing among restarts needs a validation side")
+    results = []
+    for r in range(config.restarts):
+        seed = config.seed + RESTART_SEED_STEP * r
+        results.append(_train_once(space, arch, task, data, replace(config, seed=seed)))
+    values = [task.restart_value(res.val_metrics) for res in results]
+    best = int(np.argmax(values))
+    kept = results[best]
+    kept.restarts = [{"seed": res.config.seed, "value": v, "kept": i == best}
+                     for i, (res, v) in enumerate(zip(results, values, strict=True))]
+    kept.selection = (f"{kept.selection}; best of {config.restarts} restarts (seed "
+                      f"{kept.config.seed}) by its validation figure")
+    kept.config = config
+    for i, res in enumerate(results):
+        if i != best:
+            kept.train_seconds += res.train_seconds
+            kept.total_seconds += res.total_seconds
     return kept
 
 
@@ -273,7 +326,9 @@ def _refit(
 ) -> TrainResult:
     """`TrainConfig.refit`: `arch` trained on training + validation for `kept`'s epochs."""
     # (grouped_folds has already refused a dataset without patients.)
-    cfg = refit_config(config, kept.history)
+    # The kept network's own seed: with restarts, the one that won on validation.
+    seed = next((r["seed"] for r in kept.restarts if r["kept"]), config.seed)
+    cfg = replace(refit_config(config, kept.history), seed=seed, restarts=1)
     everyone = replace(
         data,
         x_train=np.concatenate([data.x_train, data.x_val]),
@@ -449,8 +504,9 @@ def train_model(
             **fit_options,
         )
     train_seconds = time.perf_counter() - t0
-    val = task.score(data.y_val, predict(model, data.inputs("val"), cfg.eval_batch_size))
-    test = task.score(data.y_test, predict(model, data.inputs("test"), cfg.eval_batch_size))
+    val = task.score_side(data, "val", predict(model, data.inputs("val"), cfg.eval_batch_size))
+    test = task.score_side(data, "test",
+                           predict(model, data.inputs("test"), cfg.eval_batch_size))
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return TrainResult(
         model=model,

@@ -7,6 +7,7 @@ TFLite Micro on the emulated Nano 33 BLE.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -331,3 +332,34 @@ def test_the_spaces_are_registered() -> None:
     with pytest.raises(ConfigError, match="known: bionet, data_aware, half, ppg_cnnlstm, "
                                           "ppg_peaks, ppg_spectral"):
         get_space("nope")
+
+
+# --------------------------------------------------------------------------- restarts
+def test_restarts_keep_the_seed_best_on_tracked_validation(data_dir: Path) -> None:
+    pytest.importorskip("tf_keras")
+    from host.train import TrainConfig, train_candidate
+    from host.train.trainer import RESTART_SEED_STEP
+
+    task = PulseRate(PpgDatasetConfig(input="spectral", resolution_bpm=4.0))
+    _troika(data_dir)
+    ds = task.load()
+    space = get_space("ppg_peaks", task=task)
+    arch = space.from_key("ppg_peaks-p4-h16x1")
+    cfg = TrainConfig(epochs=2, patience=None, class_weights=None, seed=3)
+    best = train_candidate(space, arch, task, ds, replace(cfg, restarts=3))
+    # every restart is listed with its seed and tracked validation figure ...
+    seeds = [r["seed"] for r in best.restarts]
+    assert seeds == [3 + RESTART_SEED_STEP * r for r in range(3)]
+    # ... the figure is what the trainer measured: the validation side's, tracked
+    assert "tracked" in best.val_metrics and best.test_metrics["tracked"]["n"] == len(ds.y_test)
+    kept = [r for r in best.restarts if r["kept"]]
+    assert len(kept) == 1 and kept[0]["value"] == max(r["value"] for r in best.restarts)
+    assert kept[0]["value"] == -best.val_metrics["tracked"]["aae_bpm"]
+    # ... and the kept network is that seed's own training, which a plain run reproduces
+    alone = train_candidate(space, arch, task, ds, replace(cfg, seed=kept[0]["seed"]))
+    assert alone.val_metrics["tracked"]["aae_bpm"] == pytest.approx(
+        best.val_metrics["tracked"]["aae_bpm"], abs=1e-6)
+    assert f"best of 3 restarts (seed {kept[0]['seed']})" in best.selection
+    assert best.summary()["train_config"]["seed"] == 3  # the config as given
+    with pytest.raises(ConfigError, match="restarts: must be an integer from 1 to 10"):
+        TrainConfig(restarts=0)
