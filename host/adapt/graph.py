@@ -329,7 +329,9 @@ class OperatorGraph:
 
         Layers are named `{prefix}_{uid}_{op}`; a weighted node whose uid is in `weights`
         starts from those arrays (the original operator's trained weights), the others
-        from the layer's initializer.
+        from the layer's initializer. So does a node whose uid survived a mutation upstream
+        that changed what it receives (a matmul inserted before it: W[500x64] now takes
+        32 values): arrays of another shape would not fit, and tf-keras would raise.
         """
         g = self.check()
         tensors: dict[str, Any] = {INPUT: x}
@@ -339,9 +341,16 @@ class OperatorGraph:
             ins = [tensors[u] for u in n.inputs]
             tensors[n.uid] = layer(ins if len(ins) > 1 else ins[0])
             layers[n.uid] = layer
-            if weights and n.uid in weights and layer.weights:
+            if weights and n.uid in weights and layer.weights and _fits(layer, weights[n.uid]):
                 layer.set_weights(weights[n.uid])
         return tensors[g.output], layers
+
+
+def _fits(layer: Any, arrays: Sequence[Any]) -> bool:
+    """Whether `arrays` have the shapes of `layer`'s weights, one for one."""
+    shapes = [tuple(w.shape) for w in layer.weights]
+    return len(shapes) == len(arrays) and all(
+        tuple(a.shape) == s for a, s in zip(arrays, shapes, strict=True))
 
 
 def _expr(n: Node, args: list[str], shapes: Mapping[str, Shape]) -> str:

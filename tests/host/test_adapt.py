@@ -135,6 +135,33 @@ def test_original_graph_with_its_weights_computes_the_layer(keras):
                                    ref.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
 
 
+def test_a_node_whose_input_changed_upstream_starts_from_its_initializer(keras):
+    """A matmul inserted before the original one keeps that node's uid but not its shape.
+
+    Found in a Nano 33 BLE adaptation: `x @ W[500x32]; W[32x64]` was rejected with
+    tf-keras's "weight shape (32, 64) is not compatible with provided weight shape
+    (500, 64)" instead of being tried.
+    """
+    from dataclasses import replace
+
+    dense = keras.layers.Dense(6, activation="tanh", name="d")
+    inp = keras.Input((10,))
+    keras.Model(inp, dense(inp))
+    g, weights = graph_of_layer(dense, (10,), (6,))
+    first = g.nodes[0]
+    assert first.op == "matmul" and first.inputs == (INPUT,) and first.uid in weights
+    pre = node("pre", "matmul", [INPUT], units=3, bias=False)
+    moved = OperatorGraph((10,), (6,), (pre, replace(first, inputs=("pre",)), *g.nodes[1:]),
+                          g.output).check()
+    y, layers = moved.build(keras, keras.Input((10,)), "moved", weights)
+    kernel = layers[first.uid].get_weights()[0]
+    assert kernel.shape == (3, 6)  # built for what it now receives, from the initializer
+    assert tuple(y.shape[1:]) == (6,)
+    # an unchanged graph still inherits its weights
+    _, same = g.build(keras, keras.Input((10,)), "same", weights)
+    np.testing.assert_array_equal(same[first.uid].get_weights()[0], weights[first.uid][0])
+
+
 def test_layers_without_a_graph_are_named_with_the_reason(keras):
     bn = keras.layers.BatchNormalization(name="bn")
     inp = keras.Input((10, 3))
