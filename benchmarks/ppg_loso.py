@@ -111,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
                    f"{kind}_{how}": statistics.fmean(r[kind][how] for r in rows)
                    for kind in ("float", "int8") for how in ("window", "tracked")},
                "wall_seconds": time.perf_counter() - t0}
-    (out / "loso.json").write_text(json.dumps(summary, indent=2))
-    print(f"\nwrote {out / 'loso.json'} ({summary['wall_seconds']:.0f} s)")
+    # one file per seeds and restarts, so a second run beside the first does not replace it
+    name = f"loso-seeds{'-'.join(map(str, seeds))}-restarts{args.restarts}.json"
+    (out / name).write_text(json.dumps(summary, indent=2))
+    print(f"\nwrote {out / name} ({summary['wall_seconds']:.0f} s)")
     return 0
 
 

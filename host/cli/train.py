@@ -210,6 +210,7 @@ def run_ecg(args: argparse.Namespace) -> int:
         f"balanced {t['balanced_accuracy']:.4f}, F1 macro {t['f1_macro']:.4f}; "
         f"trained in {result.train_seconds:.1f} s"
     )
+    _print_restarts(result, "the validation figure")
     if "tflite" in report:
         q = report["tflite"]
         print(
@@ -218,6 +219,15 @@ def run_ecg(args: argparse.Namespace) -> int:
         )
     print(f"wrote {out}/")
     return 0
+
+
+def _print_restarts(result: Any, figure: str) -> None:
+    """With `--restarts`: each seed's validation figure, and which one was kept."""
+    if not result.restarts:
+        return
+    seeds = ", ".join(f"{r['seed']} {r['value']:.4g}" + (" (kept)" if r["kept"] else "")
+                      for r in result.restarts)
+    print(f"restarts, by {figure} (larger ranks first): {seeds}")
 
 
 # --------------------------------------------------------------------------- --task ppg
@@ -353,6 +363,7 @@ def run_ppg(args: argparse.Namespace) -> int:
             + (f" ({size:,} bytes)" if size else "")
         )
     print("\n".join(lines))
+    _print_restarts(result, "minus the tracked validation AAE")
     print(f"wrote {out}/ (TROIKA's own test set: hilnas evaluate {out}/model-int8.tflite "
           "--task ppg)")
     return 0

@@ -276,16 +276,19 @@ def test_train_task_ppg_writes_the_model_and_its_aae(
     _troika(data_dir)
     out = tmp_path / "ppg"
     rc = main(["train", "--task", "ppg", "--space", "ppg_peaks", "--arch", "ppg_peaks-p4-h16x1",
-               "--epochs", "1", "--resolution-bpm", "2", "--out", str(out)])
+               "--epochs", "1", "--resolution-bpm", "2", "--restarts", "2", "--out", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "int8   AAE val (train11, train12)" in printed
+    assert "restarts, by minus the tracked validation AAE" in printed
     for f in ("model.keras", "model-float32.tflite", "model-int8.tflite", "model_int8.h",
               "metrics.json"):
         assert (out / f).is_file(), f
     m = json.loads((out / "metrics.json").read_text())
     assert m["task"] == "ppg" and m["arch"]["key"] == "ppg_peaks-p4-h16x1"
     assert m["train_config"]["class_weights"] is None and m["epochs_run"] == 1
+    assert [r["seed"] for r in m["restarts"]] == [0, 1000]
+    assert sum(r["kept"] for r in m["restarts"]) == 1
     for kind in ("keras", "int8"):
         for side in ("val", "test"):
             assert 0 < m["aae_bpm"][kind][side] < 100
