@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,3 +54,20 @@ def run_search(config: Path, out: Path) -> Path:
     if not runs:
         raise SystemExit(f"no run with a front.json appeared in {out}")
     return runs[-1]
+
+
+def run_hilnas(args: list[str], log: Path) -> float:
+    """Run `hilnas ARGS` in a child process, its output into `log`; return its seconds.
+
+    A failure stops the benchmark with the command and the log's last lines.
+    """
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    cmd = [sys.executable, "-m", "host.cli", *args]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with log.open("w") as f:
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+    if rc:
+        tail = "\n".join(log.read_text().splitlines()[-15:])
+        raise SystemExit(f"failed ({rc}): {' '.join(cmd)}\nlog {log}:\n{tail}")
+    return time.perf_counter() - t0

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from _util import run_hilnas  # type: ignore[import-not-found]
 
 MODELS = {
     "ppg_peaks": ("ppg_peaks-p2-h64x2", "spectral"),
@@ -40,16 +39,8 @@ DEVICES = {"local": "local", "nano33": "local:mcu-emulator"}
 
 
 def hilnas(*args: str, log: Path) -> None:
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    cmd = [sys.executable, "-m", "host.cli", *args]
-    t0 = time.perf_counter()
-    with log.open("w") as f:
-        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
-    if rc:
-        tail = "\n".join(log.read_text().splitlines()[-15:])
-        raise SystemExit(f"failed ({rc}): {' '.join(cmd)}\n{tail}")
-    print(f"    {' '.join(args[:2])} ... ({time.perf_counter() - t0:.0f} s, log {log})",
-          flush=True)
+    seconds = run_hilnas(list(args), log)
+    print(f"    {' '.join(args[:2])} ... ({seconds:.0f} s, log {log})", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

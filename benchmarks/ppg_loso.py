@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from _util import run_hilnas  # type: ignore[import-not-found]
 
 SUBJECTS = tuple(f"train{i:02d}" for i in range(1, 13))
 
@@ -50,25 +50,15 @@ def train_fold(held_out: str, seed: int, args: argparse.Namespace, out: Path) ->
     metrics = run / "metrics.json"
     if not metrics.exists():
         val = fold_subjects(held_out)
-        cmd = [sys.executable, "-m", "host.cli", "train", "--task", "ppg",
-               "--space", args.space, "--val-subjects", ",".join(val),
+        cmd = ["train", "--task", "ppg", "--space", args.space, "--val-subjects", ",".join(val),
                "--test-subjects", held_out, "--epochs", str(args.epochs),
                "--patience", str(args.patience), "--seed", str(seed), "--out", str(run)]
         if args.arch:
             cmd += ["--arch", args.arch]
         if args.restarts > 1:
             cmd += ["--restarts", str(args.restarts)]
-        env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-        log = out / f"seed{seed}-{held_out}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        with log.open("w") as f:
-            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
-        if rc:
-            tail = "\n".join(log.read_text().splitlines()[-15:])
-            raise SystemExit(f"fold {held_out} seed {seed} failed ({rc}), log {log}:\n{tail}")
-        print(f"  seed {seed} {held_out}: trained in {time.perf_counter() - t0:.0f} s",
-              flush=True)
+        seconds = run_hilnas(cmd, out / f"seed{seed}-{held_out}.log")
+        print(f"  seed {seed} {held_out}: trained in {seconds:.0f} s", flush=True)
     m = json.loads(metrics.read_text())
     int8 = m["tflite"]["int8"]["test"]
     return {"subject": held_out, "seed": seed, "val_subjects": list(fold_subjects(held_out)),

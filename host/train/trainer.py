@@ -312,12 +312,13 @@ def best_epoch(history: dict[str, list[float]], key: str = "val_loss") -> int:
 def refit_config(config: TrainConfig, history: dict[str, list[float]]) -> TrainConfig:
     """`config` for a second training of the epochs a first one's early stopping kept.
 
-    Fixed epochs (the RR branch's and the rest's), no early stopping, no cross-validation:
-    the validation side is still passed because Keras reports on it, but it chooses nothing.
+    Fixed epochs (the RR branch's and the rest's), no early stopping, no cross-validation,
+    one training (no restarts: nothing is left to choose by): the validation side is still
+    passed because Keras reports on it, but it chooses nothing.
     """
     aux = best_epoch(history, "aux_first_val_loss") if config.aux_first_epochs else 0
     return replace(config, epochs=best_epoch(history, "val_loss"), aux_first_epochs=aux,
-                   patience=None, cv_folds=0, refit=False)
+                   patience=None, cv_folds=0, refit=False, restarts=1)
 
 
 def _refit(
@@ -328,7 +329,7 @@ def _refit(
     # (grouped_folds has already refused a dataset without patients.)
     # The kept network's own seed: with restarts, the one that won on validation.
     seed = next((r["seed"] for r in kept.restarts if r["kept"]), config.seed)
-    cfg = replace(refit_config(config, kept.history), seed=seed, restarts=1)
+    cfg = replace(refit_config(config, kept.history), seed=seed)
     everyone = replace(
         data,
         x_train=np.concatenate([data.x_train, data.x_val]),
