@@ -19,10 +19,16 @@
    estimated cost.
 5. The preprocessing's share of the latency: the full model (front end inside) against the
    network alone, both timed with LiteRT on this host (1 thread, median of 200 runs).
+6. `--refit`: the two Nano models of part 4 as one would deploy them. Each is trained
+   again as the search trained it (same seed and split, so its early stopping chooses the
+   same epochs), then once more on the training and validation speakers together for
+   those epochs (`host.train.refit_network`): five speakers instead of four, the
+   validation speaker included, so its validation figure is the one before the refit.
+   Converted as the board runs it, int8, scored once on the test speaker.
 
     HILNAS_DATA_DIR=../shared/data .venv/bin/python benchmarks/data_aware.py \
         [--aware-run runs/danas-fsdd-...] [--fixed-run runs/danas-fsdd-fixed-...] \
-        [--config-aware C] [--config-fixed C] [--ecg | --only-ecg] [--json out.json]
+        [--config-aware C] [--config-fixed C] [--refit] [--ecg | --only-ecg] [--json out.json]
 
 `--ecg` adds the same comparison on MIT-BIH (configs/danas_ecg.toml against
 configs/danas_ecg_fixed.toml, 360 Hz and a 0.711 s window; validation balanced accuracy),
@@ -58,6 +64,17 @@ def _run_search(config: Path, out: Path) -> Path:
     from _util import run_search
 
     return Path(run_search(config, out))
+
+
+def _run_config(run_dir: Path) -> Any:
+    """The SearchConfig a finished run ran with (from its store)."""
+    from host.search.config import parse_config
+    from host.store.sqlite import RunStore
+    store = RunStore(run_dir.parent / "store.sqlite")
+    run = store.run(run_dir.name)
+    if run is None:
+        raise SystemExit(f"{run_dir.name} is not in {store.path}")
+    return parse_config(run.config["source"])
 
 
 def _run_context(run_dir: Path) -> tuple[Any, Any, Any]:
@@ -273,6 +290,45 @@ def _nano(networks: list[dict[str, Any]]) -> dict[str, Any]:
             "most_accurate_fitting": best}
 
 
+def _refit_nano(run_dir: Path, nano: dict[str, Any]) -> list[dict[str, Any]]:
+    """Part 6: the smallest and the most accurate Nano-fitting models, refitted."""
+    from host.export.audio_mcu import features_input_model, mcu_int8
+    from host.export.evaluate import tflite_outputs
+    from host.search.jobs import load_dataset
+    from host.train import refit_network, train_candidate
+
+    cfg = _run_config(run_dir)
+    task = cfg.make_task()
+    space = cfg.make_space(task)
+    chosen = [nano.get("smallest_fitting"), nano.get("most_accurate_fitting")]
+    keys = list(dict.fromkeys(m["arch"] for m in chosen if m))
+    print("\n== refitted on training + validation speakers (Nano, features in, int8) ==")
+    out = []
+    for key in keys:
+        arch = space.from_key(key)
+        own = space.task_for(arch, task)
+        data = load_dataset(own)
+        t0 = time.perf_counter()
+        again = train_candidate(space, arch, own, data, cfg.train)
+        refitted = refit_network(space, arch, own, data, cfg.train, again)
+        row: dict[str, Any] = {"arch": key, "selection": refitted.selection,
+                               "val_before_refit": again.val_metrics.get("accuracy"),
+                               "seconds": time.perf_counter() - t0}
+        for name, result in (("before", again), ("refitted", refitted)):
+            model, host_task = features_input_model(space, arch, task, result.model)
+            feats = load_dataset(host_task)
+            blob = mcu_int8(model, host_task, feats, {"arch": key, "task": "audio"})
+            pred = tflite_outputs(blob, feats.x_test).argmax(axis=1)
+            row[f"test_accuracy_int8_{name}"] = float((pred == feats.y_test).mean())
+            row[f"test_accuracy_float_{name}"] = result.test_metrics.get("accuracy")
+        out.append(row)
+        print(f"  {key}: val {row['val_before_refit']:.3f} (before the refit); test int8 "
+              f"{row['test_accuracy_int8_before']:.3f} -> {row['test_accuracy_int8_refitted']:.3f}"
+              f" refitted (float {row['test_accuracy_float_before']:.3f} -> "
+              f"{row['test_accuracy_float_refitted']:.3f}), {row['seconds']:.0f} s")
+    return out
+
+
 def _preprocessing_share(networks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Latency of each front model with its front end, and of its network alone."""
     out = []
@@ -299,6 +355,8 @@ def main() -> int:
     ap.add_argument("--only-ecg", action="store_true", help="the ECG part only")
     ap.add_argument("--ecg-aware-run", type=Path)
     ap.add_argument("--ecg-fixed-run", type=Path)
+    ap.add_argument("--refit", action="store_true",
+                    help="also the Nano models refitted on training + validation speakers")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     report: dict[str, Any] = {}
@@ -391,6 +449,9 @@ def _fsdd(args: argparse.Namespace) -> dict[str, Any]:
               f"{top['mcu_model_bytes']} B model, {top['ram_total_bytes']} B RAM")
     else:
         print("no front model fits the Nano 33 BLE")
+
+    if args.refit:
+        report["refit"] = _refit_nano(aware_dir, nano)
 
     share = _preprocessing_share(networks)
     report["preprocessing_latency"] = share

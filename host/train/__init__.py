@@ -6,6 +6,7 @@ from host.train.trainer import (
     TrainResult,
     balanced_class_weights,
     class_weights_of,
+    refit_network,
     train_candidate,
     train_model,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "classification_metrics",
     "confusion_matrix",
     "detection_rates",
+    "refit_network",
     "train_candidate",
     "train_model",
 ]

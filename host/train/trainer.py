@@ -265,7 +265,7 @@ def train_candidate(
         kept.train_seconds += r.train_seconds
         kept.total_seconds += r.total_seconds
     if config.refit:
-        kept = _refit(space, arch, task, data, config, kept)
+        kept = refit_network(space, arch, task, data, config, kept)
     return kept
 
 
@@ -321,11 +321,23 @@ def refit_config(config: TrainConfig, history: dict[str, list[float]]) -> TrainC
                    patience=None, cv_folds=0, refit=False, restarts=1)
 
 
-def _refit(
+def refit_network(
     space: Space[Any], arch: Any, task: Task, data: TaskData, config: TrainConfig,
     kept: TrainResult,
 ) -> TrainResult:
-    """`TrainConfig.refit`: `arch` trained on training + validation for `kept`'s epochs."""
+    """`arch` trained again on training + validation together for `kept`'s epochs.
+
+    `kept` is a training of `arch` on `data`'s configured split (its early stopping chose
+    the epochs: the RR branch's and the rest's) and, with restarts, its kept seed is used
+    again. No early stopping: no patient or speaker is left to stop it. The result's
+    quality figure is `kept`'s (with `cv_folds`, the cross-validation mean), which
+    measures the procedure on held-out groups, not this network: the validation side
+    trained it, and `selection` says so. The test side is scored as usual.
+
+    `[train] refit` calls it inside `train_candidate`; a benchmark or a user can call it
+    on a search's chosen network to deploy one that has seen every non-test group (for
+    FSDD: five speakers instead of four).
+    """
     # (grouped_folds has already refused a dataset without patients.)
     # The kept network's own seed: with restarts, the one that won on validation.
     seed = next((r["seed"] for r in kept.restarts if r["kept"]), config.seed)
@@ -341,10 +353,12 @@ def _refit(
     refitted = _train_once(space, arch, task, everyone, cfg)
     refitted.val_metrics = kept.val_metrics
     refitted.config = config
+    quality = ("the cross-validation mean" if config.cv_folds >= 2
+               else "the validation figure of the same network before the refit")
     refitted.selection = (
         f"{kept.selection}; then refitted on training and validation together for "
         f"{cfg.epochs} epochs (RR branch first: {cfg.aux_first_epochs}), so the validation "
-        "side trained and the quality figure is the cross-validation mean"
+        f"side trained and the quality figure is {quality}"
     )
     refitted.train_seconds += kept.train_seconds
     refitted.total_seconds += kept.total_seconds

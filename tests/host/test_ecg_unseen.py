@@ -396,7 +396,7 @@ def test_refit_trains_on_validation_patients_for_the_chosen_epochs(
     data_dir: Path, tmp_path: Path
 ) -> None:
     pytest.importorskip("tf_keras")
-    from host.train import TrainConfig, train_candidate
+    from host.train import TrainConfig, refit_network, train_candidate
     from host.train.trainer import best_epoch
 
     ds, task, space = _bionet_on_beats(tmp_path)
@@ -419,6 +419,14 @@ def test_refit_trains_on_validation_patients_for_the_chosen_epochs(
     assert not np.allclose(refit.model.predict(x_val, verbose=0),
                            cv.model.predict(x_val, verbose=0), atol=1e-4)
     assert refit.config.refit and refit.test_metrics["n"] == len(ds.y_test)
+    # Without cross-validation (a search's chosen network refitted for deployment, as
+    # benchmarks/data_aware.py --refit does), the quality figure is the one measured before.
+    plain_cfg = TrainConfig(epochs=4, patience=1)
+    plain = train_candidate(space, arch, task, ds, plain_cfg)
+    deployed = refit_network(space, arch, task, ds, plain_cfg, plain)
+    assert deployed.epochs_run == best_epoch(plain.history, "val_loss")
+    assert deployed.val_metrics == plain.val_metrics
+    assert "the validation figure of the same network before the refit" in deployed.selection
     with pytest.raises(ConfigError, match="refit: needs cv_folds >= 2"):
         TrainConfig(refit=True)
     with pytest.raises(ConfigError, match="refit: must be true or false"):
