@@ -10,6 +10,16 @@ starting models `ppg_peaks` and `ppg_cnnlstm`, docs/ppg.md): leave-subjects-out 
 TROIKA's training recordings, the average absolute error in BPM of the Keras model and of
 its int8 export (LiteRT) on the validation and test subjects. `hilnas evaluate MODEL --task
 ppg` gives the final figure on TROIKA's own test set.
+
+`--task audio` trains one network of the data-aware space on spoken digits (FSDD, whole
+speakers held out; docs/data_aware.md): its key carries the input's granularity (rate,
+window, representation), so `--arch` is required, typically a front model of a data-aware
+search. The export has the feature front end inside (`hilnas evaluate` reads it back).
+
+`--refit` trains the kept network once more on the training and validation sides together,
+for the epochs its early stopping chose (`host.train.refit_network`): the network to deploy
+once a search has chosen it. With `--cv-folds` its quality figure is the cross-validation
+mean; without, the validation figure measured before the refit, and the report says so.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from typing import Any
 
 from host.cli.data import add_dataset_options, config_from_args
 
-TASKS = ("ecg", "ppg")
+TASKS = ("ecg", "ppg", "audio")
 #: options that describe MIT-BIH data (or a bionet by its genes): meaningless for --task ppg
 ECG_ONLY = ("records", "preset", "custom", "custom_source", "database", "window", "stride",
             "lead", "normalization", "alignment", "rr_features", "rr_feature_names",
@@ -31,12 +41,15 @@ ECG_ONLY = ("records", "preset", "custom", "custom_source", "database", "window"
             "val_fraction", "split", "max_windows_per_record", "cache_dir", "no_cache", "blocks")
 #: options of the ppg task: meaningless for --task ecg
 PPG_ONLY = ("input", "val_subjects", "test_subjects", "resolution_bpm")
+#: options that neither describe FSDD nor a data-aware network
+NOT_AUDIO = (*ECG_ONLY, *PPG_ONLY, "sample_rate", "aux_first_epochs")
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("train", help="train one architecture and export it")
     p.add_argument("--task", choices=TASKS, default="ecg",
-                   help="ecg: MIT-BIH classes (default); ppg: heart rate (BPM) on TROIKA")
+                   help="ecg: MIT-BIH classes (default); ppg: heart rate (BPM) on TROIKA; "
+                   "audio: spoken digits (FSDD) with a data_aware network")
     p.add_argument("--space", default=None,
                    help="the search space (default: bionet for ecg, ppg_peaks for ppg; also "
                    "half, ppg_cnnlstm, ppg_spectral)")
@@ -76,11 +89,16 @@ def register(sub: Any) -> None:
                        help="quality by grouped cross-validation over the training and "
                        "validation patients, this many folds (default 0: the validation side)")
     group.add_argument("--refit", action="store_true", default=None,
-                       help="with --cv-folds: train the kept network again on training and "
-                       "validation patients together, for the epochs its early stopping chose")
+                       help="train the kept network again on training and validation "
+                       "together, for the epochs its early stopping chose (the network to "
+                       "deploy); its quality figure: the cross-validation mean with "
+                       "--cv-folds, else the validation figure before the refit")
     group.add_argument("--restarts", type=int,
                        help="train from this many seeds (seed + 1000 r) and keep the best on "
                        "validation (default 1; ppg: by tracked AAE)")
+    group.add_argument("--augment", metavar="JSON",
+                       help="[train] augment as a JSON table, e.g. '{\"shift_fraction\": 0.1}' "
+                       "(the data-aware configurations' shifts; default: none)")
     group.add_argument("--aux-first-epochs", type=int,
                        help="two-input models: fit the RR branch alone first for up to N "
                        "epochs, then freeze it (default 0: one joint fit)")
@@ -106,6 +124,7 @@ def _refuse(args: argparse.Namespace, names: tuple[str, ...], task: str) -> None
 
 def train_config_from_args(args: argparse.Namespace) -> Any:
     """The TrainConfig of the training options; what is left out takes TrainConfig's default."""
+    from host.errors import ConfigError
     from host.train import TrainConfig
 
     given = {
@@ -117,10 +136,17 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         "dropout": args.dropout,
         "aux_first_epochs": args.aux_first_epochs,
         "cv_folds": args.cv_folds,
-        "refit": args.refit,
+        # Without cross-validation the refit follows the training (`_train`): a search's
+        # TrainConfig refuses it there, since its quality figure would not be measured.
+        "refit": args.refit if (args.cv_folds or 0) >= 2 else None,
         "restarts": args.restarts,
     }
     options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    if args.augment is not None:
+        try:
+            options["augment"] = json.loads(args.augment)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--augment: not a JSON table ({exc}): {args.augment!r}") from None
     if args.class_weights is not None:
         options["class_weights"] = None if args.class_weights == "none" else args.class_weights
     return TrainConfig(**options, seed=args.seed, verbose=2)
@@ -142,9 +168,23 @@ def _arch(args: argparse.Namespace, space: Any) -> Any:
     return arch
 
 
+def _train(space: Any, arch: Any, task: Any, ds: Any, tcfg: Any,
+           args: argparse.Namespace) -> Any:
+    """`train_candidate`, then `--refit` where the TrainConfig did not do it (no CV)."""
+    from host.train import refit_network, train_candidate
+
+    result = train_candidate(space, arch, task, ds, tcfg)
+    if args.refit and not tcfg.refit:
+        print("      refitting on training and validation together (--refit)", flush=True)
+        result = refit_network(space, arch, task, ds, tcfg, result)
+    return result
+
+
 def run(args: argparse.Namespace) -> int:
     if args.task == "ppg":
         return run_ppg(args)
+    if args.task == "audio":
+        return run_audio(args)
     _refuse(args, PPG_ONLY, "ecg")
     return run_ecg(args)
 
@@ -156,7 +196,6 @@ def run_ecg(args: argparse.Namespace) -> int:
     from host.export.tflite import convert_many
     from host.spaces.base import get_space
     from host.tasks.ecg import EcgClassification
-    from host.train import train_candidate
 
     task = EcgClassification(config_from_args(args))
     # bound as a search binds it: a space for another task (ppg_*) is a ConfigError naming
@@ -171,7 +210,7 @@ def run_ecg(args: argparse.Namespace) -> int:
     ds = load_ecg_dataset(task.config, progress=True)
     print(f"      {ds.split_description}", flush=True)
     print(f"[2/4] training {arch.key()}", flush=True)
-    result = train_candidate(space, arch, task, ds, tcfg)
+    result = _train(space, arch, task, ds, tcfg, args)
     result.model.save(str(out / "model.keras"), save_format="keras_v3")
     report: dict[str, Any] = {
         **result.summary(),
@@ -279,7 +318,6 @@ def run_ppg(args: argparse.Namespace) -> int:
     from host.export.tflite import convert_many
     from host.spaces.base import get_space
     from host.tasks.ppg import PulseRate
-    from host.train import train_candidate
     from host.train.trainer import predict
 
     _refuse(args, ECG_ONLY, "ppg")
@@ -300,7 +338,7 @@ def run_ppg(args: argparse.Namespace) -> int:
     print(f"      {len(ds.y_train)} / {len(ds.y_val)} / {len(ds.y_test)} windows "
           f"{tuple(ds.x_train.shape[1:])} (train / val / test)", flush=True)
     print(f"[2/4] training {arch.key()}", flush=True)
-    result = train_candidate(space, arch, task, ds, tcfg)
+    result = _train(space, arch, task, ds, tcfg, args)
     result.model.save(str(out / "model.keras"), save_format="keras_v3")
     sides = ("val", "test")
 
@@ -367,3 +405,87 @@ def run_ppg(args: argparse.Namespace) -> int:
     print(f"wrote {out}/ (TROIKA's own test set: hilnas evaluate {out}/model-int8.tflite "
           "--task ppg)")
     return 0
+
+
+# --------------------------------------------------------------------------- --task audio
+def run_audio(args: argparse.Namespace) -> int:
+    """`hilnas train --task audio`: one data-aware network on FSDD, exported with its front end."""
+    from host.errors import ConfigError
+    from host.export.carray import write_c_array
+    from host.export.evaluate import tflite_outputs
+    from host.export.tflite import convert_many
+    from host.spaces.base import get_space
+    from host.tasks.audio import AudioDatasetConfig, SpokenDigits
+
+    _refuse_for_audio(args)
+    if not args.arch:
+        raise ConfigError("--arch: say which data_aware network to train (its key carries the "
+                          "input's granularity), e.g. "
+                          "data_aware-r8000-w1-mfcc-f32-m40-c13-L16k3r_32k3r-Hpool-Nutt")
+    options = {"seed": args.seed, "data_dir": args.data_dir}
+    run_task = SpokenDigits(AudioDatasetConfig(**{k: v for k, v in options.items()
+                                                  if v is not None}))
+    space = get_space(args.space or "data_aware", task=run_task)
+    arch = space.from_key(args.arch)
+    task = space.task_for(arch, run_task)  # the network's own granularity
+    tcfg = train_config_from_args(args)
+    if args.class_weights is None:
+        tcfg = replace(tcfg, class_weights=None)  # FSDD's digits are balanced
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"[1/4] dataset (FSDD, {task.config.sample_rate} Hz, {task.config.window_s:g} s, "
+          f"{task.config.representation})", flush=True)
+    ds = task.load(progress=True)
+    print(f"      {ds.split_description}: {len(ds.y_train)} / {len(ds.y_val)} / "
+          f"{len(ds.y_test)} windows (train / val / test)", flush=True)
+    print(f"[2/4] training {arch.key()}", flush=True)
+    result = _train(space, arch, task, ds, tcfg, args)
+    result.model.save(str(out / "model.keras"), save_format="keras_v3")
+    report: dict[str, Any] = {
+        **result.summary(),
+        "task": task.name,
+        "data": task.identity(),
+        "dataset": ds.metadata(),
+        "params": int(result.model.count_params()),
+        "costs": space.costs(arch).to_json(),
+    }
+    if not args.no_export:
+        mode = task.export_mode()
+        print(f"[3/4] exporting float32 and {mode} TFLite, front end inside (child process)",
+              flush=True)
+        meta = {**ds.metadata(), "arch": arch.key(), "architecture": arch.to_json(),
+                "space": space.describe(), "task": task.name, "data": task.identity(),
+                "created": time.time()}
+        models = convert_many(space.export_model(result.model, arch, task), ["float32", mode],
+                              task.representative(ds), metadata=meta, batch_size=None)
+        for m, buf in models.items():
+            (out / f"model-{m}.tflite").write_bytes(buf)
+        write_c_array(models[mode], out / "model_int8.h", "hilnas_model_int8")
+        print("[4/4] accuracy of the .tflite models on the test speakers (LiteRT)", flush=True)
+        report["tflite"] = {
+            m: {"accuracy": float((tflite_outputs(buf, ds.x_test).argmax(axis=1)
+                                   == ds.y_test).mean()),
+                "model_bytes": len(buf)}
+            for m, buf in models.items()
+        }
+    (out / "metrics.json").write_text(json.dumps(report, indent=2, default=str))
+    v, t = result.val_metrics, result.test_metrics
+    print(f"{arch.key()}: {report['params']:,} parameters, trained in "
+          f"{result.train_seconds:.1f} s; accuracy val {v['accuracy']:.4f}, test "
+          f"{t['accuracy']:.4f} ({result.selection})")
+    for m, q in report.get("tflite", {}).items():
+        print(f"  {m:<16} test accuracy {q['accuracy']:.4f} ({q['model_bytes']:,} bytes)")
+    print(f"wrote {out}/ (other recordings: hilnas evaluate {out}/model-int8*.tflite "
+          "--data-dir FOLDER)")
+    return 0
+
+
+def _refuse_for_audio(args: argparse.Namespace) -> None:
+    """ConfigError naming the first option given that --task audio does not take."""
+    from host.errors import ConfigError
+
+    for name in NOT_AUDIO:
+        value = getattr(args, name, None)
+        if value is not None and value is not False:
+            raise ConfigError(f"{_option(name)}: not an option of --task audio (the network's "
+                              "key gives the input's granularity)")

@@ -355,10 +355,11 @@ def refit_network(
     refitted.config = config
     quality = ("the cross-validation mean" if config.cv_folds >= 2
                else "the validation figure of the same network before the refit")
+    first = f" (RR branch first: {cfg.aux_first_epochs})" if cfg.aux_first_epochs else ""
     refitted.selection = (
         f"{kept.selection}; then refitted on training and validation together for "
-        f"{cfg.epochs} epochs (RR branch first: {cfg.aux_first_epochs}), so the validation "
-        f"side trained and the quality figure is {quality}"
+        f"{cfg.epochs} epochs{first}, so the validation side trained and the quality figure "
+        f"is {quality}"
     )
     refitted.train_seconds += kept.train_seconds
     refitted.total_seconds += kept.total_seconds

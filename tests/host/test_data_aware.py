@@ -357,3 +357,57 @@ def test_a_board_that_cannot_run_the_front_end_refuses_it_before_training(
                                for e in evaluations)
     assert all("no IMAG, REAL, RFFT2D" in e["detail"] and "preprocessing" in e["detail"]
                for e in evaluations)
+
+
+# ------------------------------------------------------------------ hilnas train --task audio
+def test_train_task_audio_refits_and_exports_with_its_front_end(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A front model of a data-aware search, trained again for deployment: on the
+    validation speaker too (--refit), exported with its front end, readable by evaluate."""
+    pytest.importorskip("tf_keras")
+    from host.cli import main
+    from host.export.flatbuf import read_metadata
+
+    key = "data_aware-r1000-w0.5-mel-f64-m20-L4k3r-Hpool"
+    out = tmp_path / "audio"
+    assert main(["train", "--task", "audio", "--arch", key, "--epochs", "2", "--patience", "1",
+                 "--augment", '{"shift_fraction": 0.1}', "--refit", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "refitting on training and validation together" in printed
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["arch"]["key"] == key and m["task"] == "audio"
+    assert "the validation figure of the same network before the refit" in m["selection"]
+    assert m["dataset"]["speakers"]["test"] == ["jackson"]
+    assert m["train_config"]["augment"]["shift_fraction"] == 0.1
+    # the refit's epochs are those the first training's early stopping kept
+    first = m["history"]["before_refit_val_loss"]
+    assert len(m["history"]["loss"]) == int(np.argmin(first)) + 1
+    blob = (out / "model-int8-float-input.tflite").read_bytes()
+    meta = read_metadata(blob)
+    assert meta["arch"] == key and meta["sample_rate"] == 1000 and meta["task"] == "audio"
+    assert 0.0 <= m["tflite"]["int8-float-input"]["accuracy"] <= 1.0
+    assert m["tflite"]["int8-float-input"]["model_bytes"] == len(blob)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--task", "audio"], "--arch: say which data_aware network to train"),
+        (["--task", "audio", "--arch", "data_aware-r1000-w0.5-raw-L4k3r", "--preset", "aami5"],
+         "--preset: not an option of --task audio"),
+        (["--task", "audio", "--arch", "bionet-b0-x1-l16"], "not a data_aware key"),
+        (["--task", "audio", "--arch", "data_aware-r1000-w0.5-raw-L4k3r", "--augment", "{x"],
+         "--augment: not a JSON table"),
+        (["--task", "audio", "--arch", "data_aware-r1000-w0.5-raw-L4k3r", "--augment",
+          '{"speed": 0.1}'], "augment: unknown key speed"),
+    ],
+)
+def test_bad_audio_train_options_are_one_line_errors(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str, tmp_path: Path
+) -> None:
+    from host.cli import main
+
+    assert main(["train", *argv, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
