@@ -422,6 +422,9 @@ def run_audio(args: argparse.Namespace) -> int:
         raise ConfigError("--arch: say which data_aware network to train (its key carries the "
                           "input's granularity), e.g. "
                           "data_aware-r8000-w1-mfcc-f32-m40-c13-L16k3r_32k3r-Hpool-Nutt")
+    if (args.space or "data_aware") != "data_aware":
+        raise ConfigError(f"--space: --task audio trains data_aware networks (their key carries "
+                          f"the input's granularity), not {args.space!r}")
     options = {"seed": args.seed, "data_dir": args.data_dir}
     run_task = SpokenDigits(AudioDatasetConfig(**{k: v for k, v in options.items()
                                                   if v is not None}))

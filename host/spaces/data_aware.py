@@ -219,6 +219,8 @@ class DataAwareSpace(Space[DataAwareArch]):
         self.feature_norms = _choices("feature_norms", feature_norms, FEATURE_NORMS)
         self._task: Task | None = None
         self._tasks: dict[Granularity, Task | None] = {}
+        #: why a granularity gives no valid input (the task's ConfigError), for the message
+        self._invalid: dict[Granularity, str] = {}
 
     # ------------------------------------------------------------------ the task's data
     def bind(self, task: Task) -> None:
@@ -254,6 +256,7 @@ class DataAwareSpace(Space[DataAwareArch]):
         self.n_mfcc = self.n_mfcc or (g.n_mfcc or 13,)
         self._task = task
         self._tasks.clear()
+        self._invalid.clear()
         if not any(self._task_of(a) is not None for a in self._data_choices()):
             raise ConfigError("data_aware: no combination of the ladders gives a valid input "
                               "(each window must hold at least one frame)")
@@ -275,8 +278,9 @@ class DataAwareSpace(Space[DataAwareArch]):
         if g not in self._tasks:
             try:
                 self._tasks[g] = self._bound().with_granularity(g)
-            except ConfigError:
+            except ConfigError as exc:
                 self._tasks[g] = None
+                self._invalid[g] = str(exc)
         return self._tasks[g]
 
     def describe(self) -> dict[str, Any]:
@@ -541,7 +545,9 @@ class DataAwareSpace(Space[DataAwareArch]):
     def _valid_task(self, arch: DataAwareArch) -> Task:
         task = self._task_of(arch)
         if task is None:
-            raise ConfigError(f"arch {arch.key()}: its granularity gives the task no valid input")
+            why = self._invalid.get(arch.granularity(), "")
+            raise ConfigError(f"arch {arch.key()}: its granularity gives the task no valid input"
+                              + (f" ({why})" if why else ""))
         return task
 
     def costs(self, arch: DataAwareArch) -> Costs:
