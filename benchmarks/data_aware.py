@@ -66,26 +66,20 @@ def _run_search(config: Path, out: Path) -> Path:
     return Path(run_search(config, out))
 
 
-def _run_config(run_dir: Path) -> Any:
-    """The SearchConfig a finished run ran with (from its store)."""
+def _run_config(run_dir: Path) -> tuple[Any, Any]:
+    """(store, the SearchConfig) of a finished run's folder."""
     from host.search.config import parse_config
     from host.store.sqlite import RunStore
     store = RunStore(run_dir.parent / "store.sqlite")
     run = store.run(run_dir.name)
     if run is None:
         raise SystemExit(f"{run_dir.name} is not in {store.path}")
-    return parse_config(run.config["source"])
+    return store, parse_config(run.config["source"])
 
 
 def _run_context(run_dir: Path) -> tuple[Any, Any, Any]:
     """(store, the run's task, its space) of a finished run's folder."""
-    from host.search.config import parse_config
-    from host.store.sqlite import RunStore
-    store = RunStore(run_dir.parent / "store.sqlite")
-    run = store.run(run_dir.name)
-    if run is None:
-        raise SystemExit(f"{run_dir.name} is not in {store.path}")
-    cfg = parse_config(run.config["source"])
+    store, cfg = _run_config(run_dir)
     task = cfg.make_task()
     return store, task, cfg.make_space(task)
 
@@ -297,7 +291,7 @@ def _refit_nano(run_dir: Path, nano: dict[str, Any]) -> list[dict[str, Any]]:
     from host.search.jobs import load_dataset
     from host.train import refit_network, train_candidate
 
-    cfg = _run_config(run_dir)
+    _, cfg = _run_config(run_dir)
     task = cfg.make_task()
     space = cfg.make_space(task)
     chosen = [nano.get("smallest_fitting"), nano.get("most_accurate_fitting")]

@@ -111,6 +111,11 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+#: why an option is refused, per task
+_REFUSED_BECAUSE = {"ecg": "it describes TROIKA data", "ppg": "it describes MIT-BIH data",
+                    "audio": "the network's key gives the input's granularity"}
+
+
 def _refuse(args: argparse.Namespace, names: tuple[str, ...], task: str) -> None:
     """ConfigError naming the first option given that --task `task` does not take."""
     from host.errors import ConfigError
@@ -119,7 +124,7 @@ def _refuse(args: argparse.Namespace, names: tuple[str, ...], task: str) -> None
         value = getattr(args, name, None)
         if value is not None and value is not False:
             raise ConfigError(f"{_option(name)}: not an option of --task {task} "
-                              f"(it describes {'TROIKA' if task == 'ecg' else 'MIT-BIH'} data)")
+                              f"({_REFUSED_BECAUSE[task]})")
 
 
 def train_config_from_args(args: argparse.Namespace) -> Any:
@@ -417,7 +422,7 @@ def run_audio(args: argparse.Namespace) -> int:
     from host.spaces.base import get_space
     from host.tasks.audio import AudioDatasetConfig, SpokenDigits
 
-    _refuse_for_audio(args)
+    _refuse(args, NOT_AUDIO, "audio")
     if not args.arch:
         raise ConfigError("--arch: say which data_aware network to train (its key carries the "
                           "input's granularity), e.g. "
@@ -428,12 +433,10 @@ def run_audio(args: argparse.Namespace) -> int:
     options = {"seed": args.seed, "data_dir": args.data_dir}
     run_task = SpokenDigits(AudioDatasetConfig(**{k: v for k, v in options.items()
                                                   if v is not None}))
-    space = get_space(args.space or "data_aware", task=run_task)
+    space = get_space("data_aware", task=run_task)
     arch = space.from_key(args.arch)
     task = space.task_for(arch, run_task)  # the network's own granularity
     tcfg = train_config_from_args(args)
-    if args.class_weights is None:
-        tcfg = replace(tcfg, class_weights=None)  # FSDD's digits are balanced
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"[1/4] dataset (FSDD, {task.config.sample_rate} Hz, {task.config.window_s:g} s, "
@@ -481,14 +484,3 @@ def run_audio(args: argparse.Namespace) -> int:
     print(f"wrote {out}/ (other recordings: hilnas evaluate {out}/model-int8*.tflite "
           "--data-dir FOLDER)")
     return 0
-
-
-def _refuse_for_audio(args: argparse.Namespace) -> None:
-    """ConfigError naming the first option given that --task audio does not take."""
-    from host.errors import ConfigError
-
-    for name in NOT_AUDIO:
-        value = getattr(args, name, None)
-        if value is not None and value is not False:
-            raise ConfigError(f"{_option(name)}: not an option of --task audio (the network's "
-                              "key gives the input's granularity)")
