@@ -97,8 +97,9 @@ def register(sub: Any) -> None:
                        help="train from this many seeds (seed + 1000 r) and keep the best on "
                        "validation (default 1; ppg: by tracked AAE)")
     group.add_argument("--augment", metavar="JSON",
-                       help="[train] augment as a JSON table, e.g. '{\"shift_fraction\": 0.1}' "
-                       "(the data-aware configurations' shifts; default: none)")
+                       help="[train] augment as a JSON table, e.g. '{\"shift_fraction\": 0.1, "
+                       "\"time_mask\": 0.1, \"bin_mask\": 0.1}' (the data-aware configurations' "
+                       "shifts and feature masks; docs/configuration.md; default: none)")
     group.add_argument("--aux-first-epochs", type=int,
                        help="two-input models: fit the RR branch alone first for up to N "
                        "epochs, then freeze it (default 0: one joint fit)")

@@ -242,7 +242,6 @@ class FrontCompressor:
     # ------------------------------------------------------------------ internals
     def _trainable(self, arch_key: str, train_key: str) -> Any:
         """The trained network, rebuilt as a trainable graph (the store keeps batch one)."""
-        from host.spaces.base import BuildOptions
         from host.train.tfenv import load_keras_model
 
         row = self.store.model_for(train_key, "keras")
@@ -251,10 +250,7 @@ class FrontCompressor:
                               f"({row['path'] if row else 'none recorded'})")
         stored = load_keras_model(row["path"])
         arch = self.space.from_key(arch_key)
-        model = self.space.build_model(
-            arch, self.task,
-            BuildOptions(seed=self.cfg.train.seed, dropout=self.cfg.train.dropout),
-        )
+        model = self.space.build_model(arch, self.task, self.cfg.train.build_options())
         if len(model.inputs) > 1:
             raise ConfigError("compress: the model has a second input; compression handles "
                               "one-input models only")

@@ -96,6 +96,7 @@ class JointCompressionSpace(Space[CompressedArch]):
         self.has_binary_encoding = base.has_binary_encoding  # type: ignore[misc]
         self.output_logits = base.output_logits  # type: ignore[misc]
         self.varies_task = base.varies_task  # type: ignore[misc]
+        self.feature_masks = base.feature_masks  # type: ignore[misc]
         self.ladders: dict[str, tuple[float | int, ...]] = {
             "channels": tuple(float(c) for c in channels),
             "sparsity": tuple(float(s) for s in sparsity),

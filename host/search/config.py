@@ -508,10 +508,12 @@ class SearchConfig:
     def make_space(self, task: Any = None) -> Any:
         """The run's space for the task's input (host.spaces)."""
         from host.spaces.base import get_space
+        from host.train.trainer import check_space
 
         task = task or self.make_task()
-        return self.compress.wrap(get_space(self.space.name, task=task,
-                                            **dict(self.space.options)))
+        space = get_space(self.space.name, task=task, **dict(self.space.options))
+        check_space(space, self.train)
+        return self.compress.wrap(space)
 
     def to_doc(self) -> dict[str, Any]:
         """The configuration as a TOML-shaped document (what `parse_config` reads back)."""
@@ -576,10 +578,16 @@ def _plain(obj: Any) -> Any:
 
 
 def _identity(obj: Any) -> Any:
-    """A dataclass as plain data, without the fields that do not change a result."""
+    """A dataclass as plain data, without the fields that do not change a result.
+
+    A field added after runs were stored carries `metadata={"omit_at_default": True}`: at
+    its default it is left out, so the stored trainings keep their hashes.
+    """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {
-            f.name: _identity(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.compare
+            f.name: _identity(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+            if f.compare and not (f.metadata.get("omit_at_default")
+                                  and getattr(obj, f.name) == f.default)
         }
     return _plain(obj)
 

@@ -107,13 +107,17 @@ class InputSpec:
 class BuildOptions:
     """How to build a network.
 
-    A static batch size (1 for the exported graph), the seed of its initialisers, and the
-    training's dropout rate (used by spaces that have dropout).
+    A static batch size (1 for the exported graph), the seed of its initialisers, the
+    training's dropout rate (used by spaces that have dropout), and the shares of a
+    spectral feature map's frames and bins dropped while training (`time_mask`,
+    `bin_mask`: host.train.augment; only spaces with `feature_masks` take them).
     """
 
     batch_size: int | None = None
     seed: int | None = None
     dropout: float = 0.0
+    time_mask: float = 0.0
+    bin_mask: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,9 @@ class Space(ABC, Generic[A]):
     output_logits: ClassVar[bool] = False
     #: whether `task_for` gives architectures tasks of their own (the data-aware space)
     varies_task: ClassVar[bool] = False
+    #: whether its networks compute a spectral feature map that `augment.time_mask` and
+    #: `augment.bin_mask` can drop frames and bins of (BuildOptions)
+    feature_masks: ClassVar[bool] = False
     #: above this many networks a space is not listed, only sampled and encoded
     MAX_LISTED: ClassVar[int] = 1_000_000
 

@@ -174,6 +174,7 @@ class DataAwareSpace(Space[DataAwareArch]):
     """
 
     varies_task: ClassVar[bool] = True
+    feature_masks: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -594,6 +595,16 @@ class DataAwareSpace(Space[DataAwareArch]):
             mean = keras.layers.AveragePooling2D((int(h.shape[1]), 1), name="utterance_mean")(h)
             h = keras.layers.Subtract(name="utterance_norm")([h, mean])
         h = keras.layers.BatchNormalization(name="feature_norm")(h)
+        # SpecAugment's masks as dropout of whole frames and whole bins (training only).
+        # After the normalization a dropped value sits at the features' mean.
+        frames, bins = int(h.shape[1]), int(h.shape[2])
+        if opts.time_mask:
+            h = keras.layers.Dropout(opts.time_mask, noise_shape=(None, frames, 1, 1),
+                                     seed=opts.seed, name="time_mask")(h)
+        if opts.bin_mask and bins > 1:
+            h = keras.layers.Dropout(opts.bin_mask, noise_shape=(None, 1, bins, 1),
+                                     seed=None if opts.seed is None else opts.seed + 1,
+                                     name="bin_mask")(h)
         for i, (f, k, a) in enumerate(arch.layers):
             time, bins = int(h.shape[1]), int(h.shape[2])
             kernel = (k, min(k, bins) if bins > 1 else 1)

@@ -7,12 +7,18 @@ starts the word earlier or later in the window: `shift_fraction` says the shift 
 of the window, so one setting holds for every sample rate of a data-aware search.
 Augmentation is applied by `AugmentedBatches`, which feeds `model.fit` the training side
 only: validation and test windows never pass through it (tests/host/test_ecg_unseen.py checks that).
+
+Two masks act on the features, not the window: `time_mask` and `bin_mask` drop whole frames
+or whole frequency bins of a spectral feature map while training (SpecAugment's time and
+frequency masking, as dropout with a noise shape: random frames and bins rather than
+contiguous bands). They are layers of the model (`BuildOptions`), since the features are
+computed inside it; Keras runs dropout in training only, so the exported model has none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +39,10 @@ class Augmentation:
       the window either way), for inputs whose rate differs between networks; give
       `shift` or `shift_fraction`, not both.
 
+    - `time_mask`, `bin_mask`: the share of a feature map's frames (time steps) and of its
+      frequency bins dropped while training (module docstring); spaces whose networks
+      compute a spectral feature map (data_aware) take them, others refuse them.
+
     Only the first model input (the window) is augmented; a second input (RR features)
     describes the rhythm, which these do not change.
     """
@@ -42,6 +52,9 @@ class Augmentation:
     noise: float = 0.0
     shift: int = 0
     shift_fraction: float = 0.0
+    # added after runs were stored: at 0 they leave a training's hash as it was
+    time_mask: float = field(default=0.0, metadata={"omit_at_default": True})
+    bin_mask: float = field(default=0.0, metadata={"omit_at_default": True})
 
     def __post_init__(self) -> None:
         for name in ("amplitude", "baseline", "noise"):
@@ -56,6 +69,11 @@ class Augmentation:
             raise ConfigError(f"augment.shift_fraction: must be in [0, 0.5), not {fraction!r}")
         if self.shift and fraction:
             raise ConfigError("augment: give shift (samples) or shift_fraction, not both")
+        for name in ("time_mask", "bin_mask"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not (
+                    0 <= value < 0.5):
+                raise ConfigError(f"augment.{name}: must be a share in [0, 0.5), not {value!r}")
 
     @classmethod
     def from_any(cls, value: Augmentation | Mapping[str, Any] | None) -> Augmentation | None:
@@ -73,8 +91,18 @@ class Augmentation:
 
     @property
     def enabled(self) -> bool:
+        return self.perturbs_windows or self.masks_features
+
+    @property
+    def perturbs_windows(self) -> bool:
+        """Whether training windows are changed before the model (`apply`)."""
         return bool(self.amplitude or self.baseline or self.noise or self.shift
                     or self.shift_fraction)
+
+    @property
+    def masks_features(self) -> bool:
+        """Whether the model drops feature frames or bins while training."""
+        return bool(self.time_mask or self.bin_mask)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

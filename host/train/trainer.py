@@ -45,7 +45,8 @@ class TrainConfig:
     validation F1, with it 0.83 and 0.78 (docs/decisions.md, "Tabular benchmark").
     `dropout`: the rate a space puts after its convolutions.
     `augment`: perturb training windows (host.train.augment.Augmentation: amplitude,
-    baseline, noise, shift), a table in TOML; None or all zero: off. Validation and test
+    baseline, noise, shift) or drop frames and bins of the features while training
+    (time_mask, bin_mask), a table in TOML; None or all zero: off. Validation and test
     windows are never augmented.
     `aux_first_epochs`: for a two-input model (an ECG beat with its RR features), first fit
     the second input's branch alone for up to this many epochs (the space's `aux_branch`,
@@ -100,6 +101,15 @@ class TrainConfig:
     seed: int = 0
     verbose: int = field(default=0, compare=False)
     eval_batch_size: int = field(default=512, compare=False)
+
+    def build_options(self) -> Any:
+        """The `BuildOptions` of a network this configuration trains (seed, dropout, masks)."""
+        from host.spaces.base import BuildOptions
+
+        masks = self.augment
+        return BuildOptions(seed=self.seed, dropout=self.dropout,
+                            time_mask=masks.time_mask if masks else 0.0,
+                            bin_mask=masks.bin_mask if masks else 0.0)
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -243,6 +253,15 @@ def default_task(data: Any) -> Task:
     return EcgClassification(data.config)
 
 
+def check_space(space: Space[Any], config: TrainConfig) -> None:
+    """ConfigError if `config` asks `space` for what its networks do not have."""
+    if config.augment is not None and config.augment.masks_features and not space.feature_masks:
+        raise ConfigError(
+            f"augment.time_mask/bin_mask: space {space.name!r} computes no spectral feature "
+            "map to mask (data_aware does); remove them or use augment's window options"
+        )
+
+
 def train_candidate(
     space: Space[Any], arch: Any, task: Task, data: TaskData, config: TrainConfig
 ) -> TrainResult:
@@ -251,6 +270,7 @@ def train_candidate(
     With `config.cv_folds` >= 2 the network is trained once per fold of a grouped
     cross-validation and the validation metrics are the folds' mean (TrainConfig).
     """
+    check_space(space, config)
     if config.cv_folds < 2:
         return _train_restarts(space, arch, task, data, config)
     folds = data.grouped_folds(config.cv_folds, config.seed)
@@ -391,9 +411,8 @@ def _train_once(
 ) -> TrainResult:
     keras = import_keras()
     keras.utils.set_random_seed(config.seed)
-    from host.spaces.base import BuildOptions
 
-    model = space.build_model(arch, task, BuildOptions(seed=config.seed, dropout=config.dropout))
+    model = space.build_model(arch, task, config.build_options())
     aux_history: dict[str, list[float]] = {}
     aux_seconds = 0.0
     if config.aux_first_epochs:
@@ -499,7 +518,7 @@ def train_model(
     fit_options = task.fit_options(data, cfg.class_weights)
     validation = (data.inputs("val"), data.y_val) if has_val else None
     t0 = time.perf_counter()
-    if cfg.augment is not None:
+    if cfg.augment is not None and cfg.augment.perturbs_windows:
         from host.train.augment import augmented_batches
 
         # Training batches only: validation data goes to `fit` as arrays, untouched.

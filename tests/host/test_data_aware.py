@@ -178,6 +178,58 @@ def test_utterance_normalization_removes_what_every_frame_shares() -> None:
     assert outputs["utterance"] < 1e-5 < outputs["batch"]
 
 
+def test_feature_masks_drop_whole_frames_and_bins_in_training_only() -> None:
+    """augment.time_mask / bin_mask: in training whole frames and whole bins of the
+    normalized feature map are zero; in inference (and so in the exported model) the
+    network is the one without masks."""
+    from host.spaces.base import BuildOptions
+    from host.train.trainer import TrainConfig
+
+    task = audio_task(preprocessing="host", sample_rate=2000, representation="mel",
+                      n_mels=20)
+    space = get_space("data_aware", task=task, sample_rates=[2000], windows_s=[0.5],
+                      representations=["mel"], n_mels=[20], max_layers=1)
+    assert space.feature_masks
+    arch = DataAwareArch(2000, 0.5, "mel", 32.0, 20, None, ((4, 3, "relu"),))
+    cfg = TrainConfig(augment={"time_mask": 0.3, "bin_mask": 0.3}, seed=3)
+    assert cfg.augment is not None and not cfg.augment.perturbs_windows
+    masked = space.build_model(arch, task, cfg.build_options())
+    plain = space.build_model(arch, task, BuildOptions(seed=3, dropout=cfg.dropout))
+    assert masked.count_params() == plain.count_params()
+    plain.set_weights(masked.get_weights())
+    time, bins, channels = task.feature_shape()
+    x = np.random.default_rng(0).normal(size=(8, time, bins * channels)).astype(np.float32)
+    np.testing.assert_allclose(masked.predict(x, verbose=0), plain.predict(x, verbose=0),
+                               atol=1e-6)
+
+    import tensorflow as tf
+
+    after = tf.keras.Model(masked.inputs, masked.get_layer("bin_mask").output)
+    fmap = after(x, training=True).numpy()  # (n, frames, bins, channels)
+    zero_frames = np.all(fmap == 0, axis=(2, 3))
+    zero_bins = np.all(fmap == 0, axis=(1, 3))
+    assert zero_frames.any() and zero_bins.any()
+    assert not zero_frames.all() and not zero_bins.all()
+    assert np.all(after(x, training=False).numpy() != 0)
+
+
+def test_feature_masks_need_a_space_with_a_feature_map() -> None:
+    from host.search.config import _identity
+    from host.spaces.bionet import BioNetArch
+    from host.train.augment import Augmentation
+    from host.train.trainer import TrainConfig, train_candidate
+
+    with pytest.raises(ConfigError, match="augment.time_mask: must be a share in"):
+        TrainConfig(augment={"time_mask": 0.5})
+    bionet = get_space("bionet", task=EcgClassification(EcgDatasetConfig()))
+    with pytest.raises(ConfigError, match="space 'bionet' computes no spectral feature map"):
+        train_candidate(bionet, BioNetArch(0, 1, 4), EcgClassification(EcgDatasetConfig()),
+                        None, TrainConfig(augment={"bin_mask": 0.1}))  # type: ignore[arg-type]
+    # at 0 the masks leave a training's identity (and so a stored run's hashes) unchanged
+    assert "time_mask" not in _identity(Augmentation(shift_fraction=0.1))
+    assert _identity(Augmentation(time_mask=0.1))["time_mask"] == 0.1
+
+
 # ------------------------------------------------------------------ the audio task
 def test_speaker_split_and_host_features(data_dir: Path) -> None:
     task = audio_task(sample_rate=1000, representation="mel", n_mels=20, frame_ms=64.0)
