@@ -541,14 +541,15 @@ def run_search(
             raise ConfigError(
                 f"run {resume!r} was stored by an incompatible version of hilnas: {exc}"
             ) from None
-        cfg = _with_out_dir(cfg, str(root))
+        cfg = _with_out_dir(cfg, str(root.resolve()))
         run_id = resume
         store.set_run_status(run_id, "running", "resumed")
     else:
         if cfg is None:
             raise ConfigError("a configuration is needed to start a search")
-        if out_dir:
-            cfg = _with_out_dir(cfg, out_dir)
+        # Absolute, so the paths a run stores (front.json, the store's model files) still
+        # lead to its files when it is read from another directory.
+        cfg = _with_out_dir(cfg, str(Path(out_dir or cfg.run.out_dir).resolve()))
         if cfg.tabular:
             cfg = _with_table_data(cfg)
         store = RunStore(Path(cfg.run.out_dir) / STORE_NAME)

@@ -255,3 +255,24 @@ def test_a_table_brings_its_own_data_and_budget(tmp_path: Path, table: Path) -> 
 
     with pytest.raises(ConfigError, match="unreadable meta.*optimiser"):
         run_search(_cfg(tmp_path, own), progress=False, report=False)
+
+
+def test_a_run_started_from_a_relative_folder_is_readable_from_anywhere(
+        tmp_path: Path, table: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--out runs` (or run.out_dir = "runs") is resolved when the run starts, so the paths
+    it stores (front.json, the store's model files) lead to its files from another folder
+    (a benchmark reading a run made elsewhere)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    cfg = _cfg(tmp_path, table, run={"out_dir": "runs"},
+               strategy={"name": "nsga2", "population": 4, "generations": 1})
+    result = run_search(cfg, progress=False, report=False)
+    assert result.run_dir.is_absolute()
+    assert result.run_dir == (work / "runs" / result.run_id).resolve()
+    monkeypatch.chdir(tmp_path)
+    store = RunStore(work / "runs" / STORE_NAME)
+    stored = store.run(result.run_id)
+    assert stored is not None
+    assert Path(stored.config["source"]["run"]["out_dir"]) == (work / "runs").resolve()
+    assert (result.run_dir / "front.json").exists()
